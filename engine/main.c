@@ -1,0 +1,266 @@
+/* The etlrun command line: parse arguments, load and validate the pipeline, run it,
+ * and map the outcome to an exit code. stdout carries only the final output JSON;
+ * everything else goes to stderr. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "graph.h"
+#include "machine.h"
+#include "scheduler.h"
+#include "version.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,
+    EXIT_USAGE = 2,
+    EXIT_SIGINT = 130,
+    EXIT_SIGTERM = 143,
+};
+
+static const char usage_text[] =
+    "usage: etlrun [run] PIPELINE [options]   run a pipeline; its output JSON goes to stdout\n"
+    "       etlrun validate PIPELINE           check a pipeline, run nothing\n"
+    "       etlrun graph PIPELINE              print the state machine as Graphviz DOT\n"
+    "       etlrun --help | --version\n"
+    "\n"
+    "PIPELINE is a YAML file, or a JSON file (name ending in .json) in the Amazon States\n"
+    "Language.\n"
+    "\n"
+    "options of run:\n"
+    "  --input JSON         the execution input (default {})\n"
+    "  --input-file FILE    read the input from FILE ('-' for stdin)\n"
+    "  --jobs N             worker threads for blocking Task work (default 8)\n"
+    "  --history FILE       append the execution's events to FILE, as JSON lines\n"
+    "  --name NAME          the execution name ($$.Execution.Name; default generated)\n"
+    "\n"
+    "exit codes:\n"
+    "  0    the execution succeeded\n"
+    "  1    the execution failed (stderr names the error and its cause)\n"
+    "  2    the pipeline or the command line is invalid; nothing ran\n"
+    "  130  interrupted by SIGINT; 143: terminated by SIGTERM (in-flight work cancelled)\n";
+
+static volatile sig_atomic_t got_signal;
+static int wake_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    if (got_signal && sig == SIGINT)
+        _exit(EXIT_SIGINT); /* a second Ctrl-C: stop waiting for cancellation */
+    got_signal = sig;
+    int saved = errno;
+    ssize_t n = write(wake_pipe[1], "x", 1);
+    (void)n;
+    errno = saved;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("etlrun: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\nTry 'etlrun --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+static json_t *read_input(const char *text, const char *file)
+{
+    json_error_t jerr;
+    json_t *v;
+    if (file) {
+        FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+        if (!f) {
+            fprintf(stderr, "etlrun: cannot read --input-file %s: %s\n", file, strerror(errno));
+            return NULL;
+        }
+        v = json_loadf(f, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (f != stdin)
+            fclose(f);
+        if (!v)
+            fprintf(stderr, "%s:%d:%d: invalid JSON input: %s\n",
+                    strcmp(file, "-") == 0 ? "<stdin>" : file, jerr.line, jerr.column,
+                    jerr.text);
+        return v;
+    }
+    v = json_loads(text ? text : "{}", JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!v)
+        fprintf(stderr, "etlrun: --input is not valid JSON (column %d): %s\n", jerr.column,
+                jerr.text);
+    return v;
+}
+
+static pipeline *load(const char *file)
+{
+    diag *d = diag_new(file);
+    if (!d) {
+        fprintf(stderr, "etlrun: out of memory\n");
+        return NULL;
+    }
+    pipeline *pl = pipeline_load(file, d);
+    if (!pl) {
+        diag_print(d, stderr);
+        size_t n = diag_count(d);
+        fprintf(stderr, "etlrun: %s: %zu error%s; nothing ran\n", file, n, n == 1 ? "" : "s");
+    }
+    diag_free(d);
+    return pl;
+}
+
+static int cmd_validate(const char *file)
+{
+    pipeline *pl = load(file);
+    if (!pl)
+        return EXIT_USAGE;
+    fprintf(stderr, "etlrun: %s is valid (%zu states)\n", file, pl->n_states_total);
+    pipeline_free(pl);
+    return EXIT_OK;
+}
+
+static int cmd_graph(const char *file)
+{
+    pipeline *pl = load(file);
+    if (!pl)
+        return EXIT_USAGE;
+    graph_write(pl, stdout);
+    pipeline_free(pl);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+typedef struct run_args {
+    const char *input, *input_file, *history, *name;
+    int jobs;
+} run_args;
+
+static int cmd_run(const char *file, const run_args *a)
+{
+    int rc = EXIT_FAILED;
+    FILE *hist = NULL;
+    json_t *input = NULL;
+    sched_outcome out = {0};
+    pipeline *pl = load(file);
+    if (!pl)
+        return EXIT_USAGE;
+    input = read_input(a->input, a->input_file);
+    if (!input) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (a->history) {
+        hist = fopen(a->history, "a");
+        if (!hist) {
+            fprintf(stderr, "etlrun: cannot open --history %s: %s\n", a->history,
+                    strerror(errno));
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fprintf(stderr, "etlrun: cannot create a pipe: %s\n", strerror(errno));
+        goto out;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    sched_options opt = {.jobs = a->jobs, .history = hist, .name = a->name,
+                         .wake_fd = wake_pipe[0], .signo = &got_signal};
+    sched_run(pl, input, &opt, &out);
+    if (out.signal) {
+        fprintf(stderr, "etlrun: interrupted by %s; in-flight work was cancelled\n",
+                out.signal == SIGINT ? "SIGINT" : "SIGTERM");
+        rc = out.signal == SIGINT ? EXIT_SIGINT : EXIT_SIGTERM;
+    } else if (out.status == ETL_OK) {
+        json_dumpf(out.output, stdout, JSON_COMPACT | JSON_ENCODE_ANY);
+        fputc('\n', stdout);
+        rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+    } else {
+        fprintf(stderr, "etlrun: execution failed: %s: %s\n",
+                out.err.name[0] ? out.err.name : "(no error name)", out.err.cause);
+        rc = EXIT_FAILED;
+    }
+out:
+    json_decref(out.output);
+    json_decref(input);
+    if (hist)
+        fclose(hist);
+    pipeline_free(pl);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"input", required_argument, NULL, OPT_INPUT},
+        {"input-file", required_argument, NULL, OPT_INPUT_FILE},
+        {"jobs", required_argument, NULL, OPT_JOBS},
+        {"history", required_argument, NULL, OPT_HISTORY},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    run_args a = {0};
+    int c;
+    /* '+' would stop at the first non-option; we allow options anywhere instead */
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_INPUT:
+            a.input = optarg;
+            break;
+        case OPT_INPUT_FILE:
+            a.input_file = optarg;
+            break;
+        case OPT_HISTORY:
+            a.history = optarg;
+            break;
+        case OPT_NAME:
+            a.name = optarg;
+            break;
+        case OPT_JOBS: {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end || n < 1 || n > 1024)
+                return usage_error("--jobs must be an integer from 1 to 1024, not '%s'", optarg);
+            a.jobs = (int)n;
+            break;
+        }
+        case 'h':
+            fputs(usage_text, stdout);
+            return EXIT_OK;
+        case OPT_VERSION:
+            printf("etlrun %s\n", ETLRUN_VERSION);
+            return EXIT_OK;
+        default:
+            fputs("Try 'etlrun --help'.\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    int nargs = argc - optind;
+    char **args = argv + optind;
+    if (nargs == 0)
+        return usage_error("%s", "no pipeline given");
+    if (a.input && a.input_file)
+        return usage_error("%s", "give --input or --input-file, not both");
+    const char *cmd = "run";
+    if (strcmp(args[0], "run") == 0 || strcmp(args[0], "validate") == 0 ||
+        strcmp(args[0], "graph") == 0) {
+        cmd = args[0];
+        args++;
+        nargs--;
+    }
+    if (nargs != 1)
+        return usage_error(nargs == 0 ? "%s: no pipeline given" : "%s: give exactly one pipeline",
+                           cmd);
+    if (strcmp(cmd, "validate") == 0)
+        return cmd_validate(args[0]);
+    if (strcmp(cmd, "graph") == 0)
+        return cmd_graph(args[0]);
+    return cmd_run(args[0], &a);
+}

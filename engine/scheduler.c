@@ -1,0 +1,1015 @@
+/* The scheduler: one execution, driven from one thread.
+ *
+ * DESIGN
+ * An execution is a tree of frames. A frame is one "path" of the ASL model: the top
+ * level, one Parallel branch or one Map iteration, positioned at one state with one
+ * input. The scheduler loop takes runnable frames from a FIFO ready queue and enters
+ * their state; a state either finishes at once (Pass, Choice, Succeed, Fail: the frame
+ * moves to its next state and is queued again) or blocks the frame on one of:
+ *   - a timer (Wait, a retry delay, a Task timeout check): an entry in a min-heap;
+ *   - a work item on the pool (Task): its completion arrives through done_q + eventfd;
+ *   - child frames (Parallel, Map): the parent holds no worker and no thread.
+ * So 10,000 concurrent Waits are 10,000 heap entries, and any nesting of Map and
+ * Parallel runs on a fixed pool without deadlock.
+ *
+ * Cancellation marks a frame and its subtree; work in flight gets its cancel word set
+ * and completes (exactly once) as cancelled; idle frames are finalized from the ready
+ * queue. A frame's parent hears about a finished child only through ops->on_child,
+ * never re-entrantly from inside a cancel call. Finished frames are freed at the top of
+ * the loop (the graveyard), so no state code runs on a freed frame.
+ *
+ * Lock order: done_mu is the only lock here and a leaf; worker threads touch only
+ * done_q (and the work items they own until they hand them over). */
+#include "scheduler.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "state.h"
+#include "timestamp.h"
+
+typedef enum timer_kind { TK_STATE, TK_RETRY, TK_TIMEOUT } timer_kind;
+
+typedef struct run run;
+
+struct frame {
+    run *r;
+    frame *parent;
+    int64_t index;             /* slot in the parent (branch number or item index) */
+    machine *m;
+    state *cur;
+    json_t *input;             /* raw input of cur (owned) */
+    json_t *effective;         /* effective input of cur (owned), NULL before enter */
+    int64_t item_index;        /* $$.Map.Item.Index, -1 outside a Map iteration */
+    json_t *item;              /* $$.Map.Item.Value (owned), NULL outside */
+    int attempts[16];          /* per retrier of cur; ASL caps nothing, we cap at 16 */
+    int *attempts_big;         /* when cur has more than 16 retriers */
+    int retry_count;           /* $$.State.RetryCount */
+    ts_instant entered;
+    ctx_provider ctx;
+
+    work *work;                /* in flight, or NULL */
+    double work_timeout_s;
+    int heap_idx;              /* -1 when no timer */
+    int64_t timer_when;
+    timer_kind timer_kind;
+
+    frame *first_child, *next_sibling, *prev_sibling;
+    size_t n_children;
+
+    void *scratch;
+    void (*scratch_free)(void *);
+
+    bool queued, cancelled, finished;
+    bool in_state;             /* between enter and leave of cur */
+    frame *ready_next;
+};
+
+struct run {
+    const pipeline *pl;
+    const sched_options *opt;
+    json_t *exec_input;
+    char exec_name[96];
+    char start_time[40];
+    uint64_t transitions;
+    uint64_t event_id;
+
+    frame *ready_head, *ready_tail;
+    frame **heap;
+    size_t heap_n, heap_cap;
+    frame *graveyard;          /* finished frames, freed at the top of the loop */
+
+    pool *pool;
+    int efd;
+    pthread_mutex_t done_mu;
+    work *done_q;              /* guarded by done_mu */
+    size_t in_flight;          /* work submitted and not yet completed */
+
+    frame *root;
+    bool finished;
+    etl_status status;
+    json_t *output;
+    etl_error err;
+    int64_t deadline_ns;       /* top-level TimeoutSeconds, 0 = none */
+    bool timed_out;
+    bool cancel_set;
+    etl_error cancel_err;      /* why the whole run was cancelled (timeout, signal) */
+};
+
+int64_t sched_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---------- history ---------- */
+
+static bool history_on(run *r) { return r->opt->history != NULL; }
+
+static void history_emit(run *r, frame *f, const char *type, json_t *details)
+{
+    if (!history_on(r)) {
+        json_decref(details);
+        return;
+    }
+    char ts[40];
+    ts_format(ts_now(), ts, sizeof ts);
+    json_t *ev = json_object();
+    json_object_set_new(ev, "id", json_integer((json_int_t)++r->event_id));
+    json_object_set_new(ev, "timestamp", json_string(ts));
+    json_object_set_new(ev, "type", json_string(type));
+    if (f && f->cur)
+        json_object_set_new(ev, "state", json_string(f->cur->name));
+    if (f && f->item_index >= 0)
+        json_object_set_new(ev, "mapItemIndex", json_integer(f->item_index));
+    if (details)
+        json_object_update(ev, details);
+    json_decref(details);
+    json_dumpf(ev, r->opt->history, JSON_COMPACT);
+    fputc('\n', r->opt->history);
+    json_decref(ev);
+}
+
+static json_t *error_details(const etl_error *err)
+{
+    return json_pack("{s:s,s:s}", "error", err->name, "cause", err->cause);
+}
+
+bool sched_tracing(frame *f) { return history_on(f->r); }
+
+void sched_event(frame *f, const char *type, json_t *details)
+{
+    history_emit(f->r, f, type, details);
+}
+
+/* ---------- context object ---------- */
+
+static json_t *build_ctx(void *arg)
+{
+    frame *f = arg;
+    run *r = f->r;
+    char entered[40];
+    ts_format(f->entered, entered, sizeof entered);
+    json_t *ctx = json_pack(
+        "{s:{s:s+,s:O,s:s,s:s,s:i},s:{s:s+,s:s},s:{s:s,s:s,s:i}}",
+        "Execution", "Id", "etlrun:", r->exec_name, "Input", r->exec_input, "Name",
+        r->exec_name, "StartTime", r->start_time, "RedriveCount", 0,
+        "StateMachine", "Id", "etlrun:", r->pl->name, "Name", r->pl->name,
+        "State", "Name", f->cur ? f->cur->name : "", "EnteredTime", entered, "RetryCount",
+        f->retry_count);
+    if (ctx && f->item_index >= 0)
+        json_object_set_new(ctx, "Map",
+                            json_pack("{s:{s:I,s:O}}", "Item", "Index",
+                                      (json_int_t)f->item_index, "Value",
+                                      f->item ? f->item : json_null()));
+    return ctx;
+}
+
+ctx_provider *sched_ctx(frame *f) { return &f->ctx; }
+json_t *sched_effective(frame *f) { return f->effective; }
+
+json_t *sched_item_ctx(frame *f, int64_t index, json_t *item)
+{
+    json_t *ctx = build_ctx(f);
+    if (ctx)
+        json_object_set_new(ctx, "Map", json_pack("{s:{s:I,s:O}}", "Item", "Index",
+                                                  (json_int_t)index, "Value", item));
+    return ctx;
+}
+json_t *sched_input(frame *f) { return f->input; }
+bool sched_cancelled(frame *f) { return f->cancelled; }
+const char *sched_pipeline_dir(frame *f) { return f->r->pl->dir; }
+void *sched_scratch(frame *f) { return f->scratch; }
+
+void sched_set_scratch(frame *f, void *p, void (*free_fn)(void *))
+{
+    if (f->scratch && f->scratch_free)
+        f->scratch_free(f->scratch);
+    f->scratch = p;
+    f->scratch_free = free_fn;
+}
+
+/* ---------- ready queue ---------- */
+
+static void make_ready(frame *f)
+{
+    if (f->queued || f->finished)
+        return;
+    f->queued = true;
+    f->ready_next = NULL;
+    run *r = f->r;
+    if (r->ready_tail)
+        r->ready_tail->ready_next = f;
+    else
+        r->ready_head = f;
+    r->ready_tail = f;
+}
+
+static frame *pop_ready(run *r)
+{
+    frame *f = r->ready_head;
+    if (f) {
+        r->ready_head = f->ready_next;
+        if (!r->ready_head)
+            r->ready_tail = NULL;
+        f->queued = false;
+    }
+    return f;
+}
+
+/* ---------- timer heap (min-heap on timer_when, indexed by frame->heap_idx) ---------- */
+
+static void heap_swap(run *r, size_t a, size_t b)
+{
+    frame *t = r->heap[a];
+    r->heap[a] = r->heap[b];
+    r->heap[b] = t;
+    r->heap[a]->heap_idx = (int)a;
+    r->heap[b]->heap_idx = (int)b;
+}
+
+static void heap_up(run *r, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (r->heap[p]->timer_when <= r->heap[i]->timer_when)
+            break;
+        heap_swap(r, p, i);
+        i = p;
+    }
+}
+
+static void heap_down(run *r, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, rr = l + 1, m = i;
+        if (l < r->heap_n && r->heap[l]->timer_when < r->heap[m]->timer_when)
+            m = l;
+        if (rr < r->heap_n && r->heap[rr]->timer_when < r->heap[m]->timer_when)
+            m = rr;
+        if (m == i)
+            return;
+        heap_swap(r, i, m);
+        i = m;
+    }
+}
+
+static void timer_clear(frame *f)
+{
+    run *r = f->r;
+    if (f->heap_idx < 0)
+        return;
+    size_t i = (size_t)f->heap_idx;
+    f->heap_idx = -1;
+    r->heap_n--;
+    if (i != r->heap_n) {
+        r->heap[i] = r->heap[r->heap_n];
+        r->heap[i]->heap_idx = (int)i;
+        heap_down(r, i);
+        heap_up(r, i);
+    }
+}
+
+static void timer_set(frame *f, int64_t when, timer_kind kind)
+{
+    run *r = f->r;
+    timer_clear(f);
+    if (r->heap_n == r->heap_cap) {
+        size_t cap = r->heap_cap ? r->heap_cap * 2 : 64;
+        frame **h = realloc(r->heap, cap * sizeof *h);
+        if (!h)
+            abort(); /* out of memory with no way to keep the run's promises */
+        r->heap = h;
+        r->heap_cap = cap;
+    }
+    f->timer_when = when;
+    f->timer_kind = kind;
+    f->heap_idx = (int)r->heap_n;
+    r->heap[r->heap_n++] = f;
+    heap_up(r, (size_t)f->heap_idx);
+}
+
+void sched_timer(frame *f, int64_t when_ns) { timer_set(f, when_ns, TK_STATE); }
+
+/* ---------- frames ---------- */
+
+static frame *frame_new(run *r, frame *parent, machine *m, json_t *input, int64_t index)
+{
+    frame *f = calloc(1, sizeof *f);
+    if (!f)
+        abort();
+    f->r = r;
+    f->parent = parent;
+    f->m = m;
+    f->cur = m->start;
+    f->index = index;
+    f->input = json_incref(input);
+    f->heap_idx = -1;
+    f->item_index = parent ? parent->item_index : -1;
+    f->item = parent ? json_incref(parent->item) : NULL;
+    f->ctx.build = build_ctx;
+    f->ctx.arg = f;
+    if (parent) {
+        f->next_sibling = parent->first_child;
+        if (parent->first_child)
+            parent->first_child->prev_sibling = f;
+        parent->first_child = f;
+        parent->n_children++;
+    }
+    return f;
+}
+
+static int *attempts_of(frame *f)
+{
+    return f->attempts_big ? f->attempts_big : f->attempts;
+}
+
+/* Leave the current state: drop what belongs to it. */
+static void leave_state(frame *f)
+{
+    timer_clear(f);
+    sched_set_scratch(f, NULL, NULL);
+    json_decref(f->effective);
+    f->effective = NULL;
+    free(f->attempts_big);
+    f->attempts_big = NULL;
+    memset(f->attempts, 0, sizeof f->attempts);
+    f->retry_count = 0;
+    ctx_release(&f->ctx);
+    f->in_state = false;
+}
+
+static void frame_unlink(frame *f)
+{
+    frame *p = f->parent;
+    if (!p)
+        return;
+    if (f->prev_sibling)
+        f->prev_sibling->next_sibling = f->next_sibling;
+    else
+        p->first_child = f->next_sibling;
+    if (f->next_sibling)
+        f->next_sibling->prev_sibling = f->prev_sibling;
+    p->n_children--;
+    f->prev_sibling = f->next_sibling = NULL;
+}
+
+static void frame_cancel(frame *f);
+static void frame_try_finalize_cancelled(frame *f);
+
+/* The frame is over: tell the parent (or the run), then bury it. output is stolen;
+ * err is NULL on success. */
+static void frame_finish(frame *f, json_t *output, const etl_error *err)
+{
+    run *r = f->r;
+    if (f->finished) {
+        json_decref(output);
+        return;
+    }
+    f->finished = true;
+    if (f->in_state)
+        leave_state(f);
+    timer_clear(f);
+    frame *parent = f->parent;
+    frame_unlink(f);
+    f->ready_next = r->graveyard;
+    r->graveyard = f;
+    f->queued = true; /* never queued again */
+
+    if (!parent) {
+        r->finished = true;
+        if (err) {
+            r->status = err->status ? err->status : ETL_ETASK;
+            r->err = *err;
+            json_decref(output);
+        } else {
+            r->status = ETL_OK;
+            r->output = output;
+        }
+        return;
+    }
+    if (parent->cancelled) {
+        json_decref(output);
+        frame_try_finalize_cancelled(parent);
+        return;
+    }
+    state *pst = parent->cur;
+    pst->ops->on_child(pst, parent, f->index, err ? NULL : output, err);
+    json_decref(output);
+}
+
+static void frame_free(frame *f)
+{
+    json_decref(f->input);
+    json_decref(f->effective);
+    json_decref(f->item);
+    free(f->attempts_big);
+    ctx_release(&f->ctx);
+    if (f->scratch && f->scratch_free)
+        f->scratch_free(f->scratch);
+    free(f);
+}
+
+static void cancelled_error(etl_error *err)
+{
+    etl_fail(err, ETL_ECANCELLED, "States.Cancelled", "cancelled");
+}
+
+/* A cancelled frame finishes once nothing of it is still running. */
+static void frame_try_finalize_cancelled(frame *f)
+{
+    if (!f->cancelled || f->finished || f->work || f->n_children > 0)
+        return;
+    make_ready(f); /* finalized from the loop, never re-entrantly */
+}
+
+static void frame_cancel(frame *f)
+{
+    if (f->finished || f->cancelled)
+        return;
+    f->cancelled = true;
+    timer_clear(f);
+    if (f->work)
+        atomic_store(&f->work->cancel, 1);
+    for (frame *c = f->first_child; c; c = c->next_sibling)
+        frame_cancel(c);
+    frame_try_finalize_cancelled(f);
+}
+
+void sched_cancel_children(frame *f)
+{
+    for (frame *c = f->first_child; c; c = c->next_sibling)
+        frame_cancel(c);
+}
+
+void sched_spawn(frame *f, machine *m, json_t *input, int64_t index, json_t *item)
+{
+    frame *c = frame_new(f->r, f, m, input, index);
+    if (item) {
+        json_decref(c->item);
+        c->item = json_incref(item);
+        c->item_index = index;
+    }
+    make_ready(c);
+}
+
+/* ---------- payload processing ---------- */
+
+static json_t *apply_input_path(frame *f, etl_error *err)
+{
+    const opt_path *ip = &f->cur->input_path;
+    if (ip->is_null)
+        return json_object();
+    if (!ip->p)
+        return json_incref(f->input);
+    json_t *root = path_is_context(ip->p) ? ctx_get(&f->ctx) : f->input;
+    json_t *v = root ? path_get(ip->p, root) : NULL;
+    if (!v) {
+        etl_fail(err, ETL_ERUNTIME, "States.Runtime",
+                 "InputPath '%s' of state '%s' matched nothing in the state's input",
+                 path_text(ip->p), f->cur->name);
+        return NULL;
+    }
+    return json_incref(v);
+}
+
+static json_t *apply_output_path(frame *f, json_t *v, etl_error *err)
+{
+    const opt_path *op = &f->cur->output_path;
+    if (op->is_null)
+        return json_object();
+    if (!op->p)
+        return json_incref(v);
+    json_t *root = path_is_context(op->p) ? ctx_get(&f->ctx) : v;
+    json_t *x = root ? path_get(op->p, root) : NULL;
+    if (!x) {
+        etl_fail(err, ETL_ERUNTIME, "States.Runtime",
+                 "OutputPath '%s' of state '%s' matched nothing in the state's output",
+                 path_text(op->p), f->cur->name);
+        return NULL;
+    }
+    return json_incref(x);
+}
+
+/* result goes to ResultPath on the raw input (rp may be a catcher's). Borrowed. */
+static json_t *apply_result_path(frame *f, const opt_path *rp, json_t *result, etl_error *err)
+{
+    if (rp->is_null)
+        return json_incref(f->input);
+    if (!rp->p)
+        return json_incref(result);
+    return path_set(rp->p, f->input, result, err);
+}
+
+/* Move f to next (NULL: the frame ends) with output (stolen). */
+static void transition(frame *f, state *next, json_t *output)
+{
+    run *r = f->r;
+    if (history_on(r))
+        history_emit(r, f, "StateExited", json_pack("{s:O}", "output", output));
+    leave_state(f);
+    if (!next) {
+        frame_finish(f, output, NULL);
+        return;
+    }
+    json_decref(f->input);
+    f->input = output;
+    f->cur = next;
+    make_ready(f);
+}
+
+static void frame_fail(frame *f, const etl_error *err)
+{
+    if (history_on(f->r))
+        history_emit(f->r, f, "StateFailed", error_details(err));
+    frame_finish(f, NULL, err);
+}
+
+void sched_result(frame *f, json_t *result)
+{
+    etl_error err;
+    state *st = f->cur;
+    if (st->result_selector) {
+        json_t *sel = tmpl_eval(st->result_selector, result, &f->ctx, &err);
+        json_decref(result);
+        if (!sel) {
+            sched_fail(f, &err);
+            return;
+        }
+        result = sel;
+    }
+    json_t *out = apply_result_path(f, &st->result_path, result, &err);
+    json_decref(result);
+    if (!out) {
+        sched_fail(f, &err);
+        return;
+    }
+    json_t *fin = apply_output_path(f, out, &err);
+    json_decref(out);
+    if (!fin) {
+        sched_fail(f, &err);
+        return;
+    }
+    transition(f, st->next, fin);
+}
+
+void sched_goto(frame *f, state *next, json_t *output)
+{
+    etl_error err;
+    json_t *fin = apply_output_path(f, output, &err);
+    json_decref(output);
+    if (!fin) {
+        sched_fail(f, &err);
+        return;
+    }
+    transition(f, next, fin);
+}
+
+void sched_succeed(frame *f, json_t *output) { sched_goto(f, NULL, output); }
+
+/* ---------- Retry and Catch ---------- */
+
+static bool error_matches(char *const *names, size_t n, const char *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *e = names[i];
+        if (strcmp(e, err) == 0)
+            return true;
+        if (strcmp(e, "States.ALL") == 0 && strcmp(err, "States.Runtime") != 0)
+            return true;
+        if (strcmp(e, "States.TaskFailed") == 0 && strcmp(err, "States.Timeout") != 0 &&
+            strcmp(err, "States.Runtime") != 0)
+            return true;
+    }
+    return false;
+}
+
+/* The delay before retry number attempt+1 (attempt counts from 0), in seconds. */
+double sched_retry_delay(const retrier *rt, int attempt, double unit_random)
+{
+    double d = rt->interval_s * pow(rt->backoff, attempt);
+    if (rt->max_delay_s > 0 && d > rt->max_delay_s)
+        d = rt->max_delay_s;
+    if (rt->jitter_full)
+        d *= unit_random;
+    return d;
+}
+
+static double random_unit(void)
+{
+    uint64_t x;
+    if (getrandom(&x, sizeof x, 0) != sizeof x)
+        x = (uint64_t)sched_now_ns() * 6364136223846793005ULL;
+    return (double)(x >> 11) / 9007199254740992.0;
+}
+
+static void run_state(frame *f);
+
+void sched_fail(frame *f, const etl_error *err_in)
+{
+    etl_error err = *err_in;
+    state *st = f->cur;
+    run *r = f->r;
+    if (f->cancelled) {
+        make_ready(f);
+        return;
+    }
+    for (size_t i = 0; i < st->n_retry; i++) {
+        retrier *rt = &st->retry[i];
+        if (!error_matches(rt->errors, rt->n_errors, err.name))
+            continue;
+        int *att = attempts_of(f);
+        if (att[i] >= rt->max_attempts)
+            break; /* the first matching retrier decides; it is exhausted */
+        double delay = sched_retry_delay(rt, att[i], rt->jitter_full ? random_unit() : 1.0);
+        att[i]++;
+        f->retry_count++;
+        ctx_release(&f->ctx);
+        if (history_on(r))
+            history_emit(r, f, "StateRetryScheduled",
+                         json_pack("{s:s,s:s,s:i,s:f}", "error", err.name, "cause", err.cause,
+                                   "attempt", att[i], "delaySeconds", delay));
+        sched_set_scratch(f, NULL, NULL);
+        timer_set(f, sched_now_ns() + (int64_t)(delay * 1e9), TK_RETRY);
+        return;
+    }
+    for (size_t i = 0; i < st->n_catch; i++) {
+        catcher *c = &st->catch_[i];
+        if (!error_matches(c->errors, c->n_errors, err.name))
+            continue;
+        json_t *eo = json_pack("{s:s,s:s}", "Error", err.name, "Cause", err.cause);
+        etl_error perr;
+        json_t *out = apply_result_path(f, &c->result_path, eo, &perr);
+        json_decref(eo);
+        if (!out) {
+            frame_fail(f, &perr);
+            return;
+        }
+        if (history_on(r))
+            history_emit(r, f, "StateCaught",
+                         json_pack("{s:s,s:s,s:s}", "error", err.name, "cause", err.cause,
+                                   "next", c->next->name));
+        transition(f, c->next, out);
+        return;
+    }
+    frame_fail(f, &err);
+}
+
+/* ---------- entering a state ---------- */
+
+static void run_state(frame *f)
+{
+    state *st = f->cur;
+    etl_error err;
+    ctx_release(&f->ctx);
+    json_decref(f->effective);
+    f->effective = NULL;
+    json_t *eff = apply_input_path(f, &err);
+    if (!eff) {
+        sched_fail(f, &err);
+        return;
+    }
+    if (st->parameters && (st->ops->flags & SF_PARAMETERS)) {
+        json_t *p = tmpl_eval(st->parameters, eff, &f->ctx, &err);
+        json_decref(eff);
+        if (!p) {
+            sched_fail(f, &err);
+            return;
+        }
+        eff = p;
+    }
+    f->effective = eff;
+    st->ops->enter(st, f, eff);
+}
+
+static void enter_state(frame *f)
+{
+    run *r = f->r;
+    state *st = f->cur;
+    r->transitions++;
+    f->in_state = true;
+    f->entered = ts_now();
+    size_t nr = st->n_retry;
+    if (nr > sizeof f->attempts / sizeof f->attempts[0])
+        f->attempts_big = calloc(nr, sizeof(int));
+    if (history_on(r))
+        history_emit(r, f, "StateEntered", json_pack("{s:s,s:O}", "stateType",
+                                                     st->ops->type_name, "input", f->input));
+    run_state(f);
+}
+
+/* ---------- work ---------- */
+
+static void work_done(work *w, void *arg)
+{
+    run *r = arg;
+    pthread_mutex_lock(&r->done_mu);
+    w->next = r->done_q;
+    r->done_q = w;
+    pthread_mutex_unlock(&r->done_mu);
+    uint64_t one = 1;
+    ssize_t n = write(r->efd, &one, sizeof one);
+    (void)n; /* the counter cannot overflow in practice; a failed wake is retried by poll timeouts */
+}
+
+void sched_submit(frame *f, work *w, double timeout_s)
+{
+    run *r = f->r;
+    w->owner = f;
+    w->timed_out = false;
+    atomic_store(&w->cancel, 0);
+    atomic_store(&w->started_ns, 0);
+    f->work = w;
+    f->work_timeout_s = timeout_s;
+    r->in_flight++;
+    if (history_on(r))
+        history_emit(r, f, "TaskScheduled", json_pack("{s:O}", "parameters", f->effective));
+    if (timeout_s > 0)
+        timer_set(f, sched_now_ns() + (int64_t)(timeout_s * 1e9), TK_TIMEOUT);
+    pool_submit(r->pool, w);
+}
+
+static void handle_completion(run *r, work *w)
+{
+    frame *f = w->owner;
+    r->in_flight--;
+    f->work = NULL;
+    if (f->timer_kind == TK_TIMEOUT)
+        timer_clear(f);
+    if (f->cancelled) {
+        w->destroy(w);
+        frame_try_finalize_cancelled(f);
+        return;
+    }
+    if (w->status == ETL_ECANCELLED && w->timed_out) {
+        etl_fail(&w->err, ETL_ETIMEOUT, "States.Timeout",
+                 "state '%s' timed out after %g seconds (TimeoutSeconds)", f->cur->name,
+                 f->work_timeout_s);
+        w->status = ETL_ETIMEOUT;
+    }
+    if (history_on(r)) {
+        if (w->status == ETL_OK)
+            history_emit(r, f, "TaskSucceeded", json_pack("{s:O}", "output", w->result));
+        else
+            history_emit(r, f, w->status == ETL_ETIMEOUT ? "TaskTimedOut" : "TaskFailed",
+                         error_details(&w->err));
+    }
+    f->cur->ops->on_work(f->cur, f, w);
+    w->destroy(w);
+}
+
+static void drain_completions(run *r)
+{
+    uint64_t cnt;
+    ssize_t n = read(r->efd, &cnt, sizeof cnt);
+    (void)n;
+    pthread_mutex_lock(&r->done_mu);
+    work *list = r->done_q;
+    r->done_q = NULL;
+    pthread_mutex_unlock(&r->done_mu);
+    /* The list is LIFO; reverse it so completions are handled in arrival order. */
+    work *rev = NULL;
+    while (list) {
+        work *nx = list->next;
+        list->next = rev;
+        rev = list;
+        list = nx;
+    }
+    while (rev) {
+        work *nx = rev->next;
+        handle_completion(r, rev);
+        rev = nx;
+    }
+}
+
+/* ---------- timers ---------- */
+
+static void fire_timer(run *r, frame *f)
+{
+    timer_kind k = f->timer_kind;
+    timer_clear(f);
+    if (f->cancelled || f->finished)
+        return;
+    switch (k) {
+    case TK_RETRY:
+        if (history_on(r))
+            history_emit(r, f, "StateRetried", json_pack("{s:i}", "retryCount", f->retry_count));
+        run_state(f);
+        break;
+    case TK_TIMEOUT: {
+        work *w = f->work;
+        if (!w)
+            break;
+        int64_t started = atomic_load(&w->started_ns);
+        int64_t limit = (int64_t)(f->work_timeout_s * 1e9);
+        int64_t now = sched_now_ns();
+        if (started == 0) {
+            /* still queued for a worker: the timeout counts from its start */
+            timer_set(f, now + limit, TK_TIMEOUT);
+        } else if (started + limit > now) {
+            timer_set(f, started + limit, TK_TIMEOUT);
+        } else {
+            w->timed_out = true;
+            atomic_store(&w->cancel, 1);
+        }
+        break;
+    }
+    case TK_STATE:
+        f->cur->ops->on_timer(f->cur, f);
+        break;
+    }
+}
+
+/* ---------- the loop ---------- */
+
+static void bury(run *r)
+{
+    while (r->graveyard) {
+        frame *f = r->graveyard;
+        r->graveyard = f->ready_next;
+        frame_free(f);
+    }
+}
+
+static void cancel_run(run *r, const etl_error *why)
+{
+    if (!r->root || r->root->cancelled || r->root->finished)
+        return;
+    r->cancel_err = *why;
+    r->cancel_set = true;
+    frame_cancel(r->root);
+}
+
+static void step_ready(frame *f)
+{
+    if (f->finished)
+        return;
+    if (f->cancelled) {
+        if (!f->work && f->n_children == 0) {
+            etl_error e;
+            cancelled_error(&e);
+            frame_finish(f, NULL, &e);
+        }
+        return;
+    }
+    enter_state(f);
+}
+
+static void generate_name(char *buf, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    unsigned rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+        rnd = (unsigned)ts.tv_nsec;
+    snprintf(buf, len, "%04d%02d%02dT%02d%02d%02d.%03ldZ-%06x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             ts.tv_nsec / 1000000, rnd & 0xffffff);
+}
+
+etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt,
+                     sched_outcome *out)
+{
+    run r = {0};
+    memset(out, 0, sizeof *out);
+    r.pl = pl;
+    r.opt = opt;
+    r.exec_input = input;
+    r.efd = -1;
+    if (opt->name)
+        snprintf(r.exec_name, sizeof r.exec_name, "%s", opt->name);
+    else
+        generate_name(r.exec_name, sizeof r.exec_name);
+    ts_format(ts_now(), r.start_time, sizeof r.start_time);
+    pthread_mutex_init(&r.done_mu, NULL);
+
+    r.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r.efd < 0) {
+        etl_fail(&out->err, ETL_EIO, "States.Runtime", "cannot create an eventfd: %s",
+                 strerror(errno));
+        out->status = ETL_EIO;
+        goto out;
+    }
+    r.pool = pool_start(opt->jobs > 0 ? opt->jobs : 8, work_done, &r);
+    if (!r.pool) {
+        etl_fail(&out->err, ETL_EIO, "States.Runtime", "cannot start %d worker threads: %s",
+                 opt->jobs, strerror(errno));
+        out->status = ETL_EIO;
+        goto out;
+    }
+    if (pl->timeout_s > 0)
+        r.deadline_ns = sched_now_ns() + (int64_t)(pl->timeout_s * 1e9);
+    if (history_on(&r))
+        history_emit(&r, NULL, "ExecutionStarted",
+                     json_pack("{s:O,s:s,s:s}", "input", input, "name", r.exec_name,
+                               "pipeline", pl->name));
+
+    r.root = frame_new(&r, NULL, pl->top, input, 0);
+    make_ready(r.root);
+
+    while (!r.finished) {
+        /* run everything runnable, checking now and then for completions and signals */
+        unsigned budget = 4096;
+        frame *f;
+        while (!r.finished && budget-- && (f = pop_ready(&r)))
+            step_ready(f);
+        bury(&r);
+        if (r.finished)
+            break;
+
+        int64_t now = sched_now_ns();
+        while (r.heap_n && r.heap[0]->timer_when <= now)
+            fire_timer(&r, r.heap[0]);
+        if (r.deadline_ns && now >= r.deadline_ns && !r.timed_out) {
+            r.timed_out = true;
+            etl_error e;
+            etl_fail(&e, ETL_ETIMEOUT, "States.Timeout",
+                     "the execution timed out after %g seconds (top-level TimeoutSeconds)",
+                     pl->timeout_s);
+            cancel_run(&r, &e);
+        }
+        if (opt->signo && *opt->signo && !out->signal) {
+            out->signal = *opt->signo;
+            etl_error e;
+            etl_fail(&e, ETL_ECANCELLED, "States.Cancelled", "interrupted by signal %d",
+                     out->signal);
+            cancel_run(&r, &e);
+        }
+        if (r.ready_head)
+            continue;
+
+        int64_t wait_ns = -1;
+        if (r.heap_n)
+            wait_ns = r.heap[0]->timer_when - now;
+        if (r.deadline_ns && !r.timed_out) {
+            int64_t d = r.deadline_ns - now;
+            if (wait_ns < 0 || d < wait_ns)
+                wait_ns = d;
+        }
+        struct pollfd pfd[2] = {{.fd = r.efd, .events = POLLIN},
+                                {.fd = opt->wake_fd, .events = POLLIN}};
+        struct timespec tmo, *ptmo = NULL;
+        if (wait_ns >= 0) {
+            tmo.tv_sec = wait_ns / 1000000000;
+            tmo.tv_nsec = wait_ns % 1000000000;
+            ptmo = &tmo;
+        }
+        int pr = ppoll(pfd, opt->wake_fd >= 0 ? 2 : 1, ptmo, NULL);
+        if (pr < 0 && errno != EINTR)
+            break;
+        drain_completions(&r);
+    }
+
+    /* The run is decided; make sure nothing is still running before we return. */
+    while (r.in_flight > 0) {
+        struct pollfd pfd = {.fd = r.efd, .events = POLLIN};
+        poll(&pfd, 1, 100);
+        drain_completions(&r);
+    }
+    bury(&r);
+
+    out->transitions = r.transitions;
+    out->status = r.status;
+    if (r.status == ETL_OK) {
+        out->output = r.output;
+        r.output = NULL;
+    } else {
+        /* a cancelled root reports why it was cancelled (timeout, signal) */
+        out->err = r.err;
+        if (r.status == ETL_ECANCELLED && r.cancel_set) {
+            out->err = r.cancel_err;
+            out->status = r.cancel_err.status;
+        }
+    }
+    if (history_on(&r)) {
+        if (out->status == ETL_OK)
+            history_emit(&r, NULL, "ExecutionSucceeded",
+                         json_pack("{s:O,s:I}", "output", out->output, "transitions",
+                                   (json_int_t)r.transitions));
+        else
+            history_emit(&r, NULL, out->signal ? "ExecutionAborted" : "ExecutionFailed",
+                         json_pack("{s:s,s:s,s:I}", "error", out->err.name, "cause",
+                                   out->err.cause, "transitions", (json_int_t)r.transitions));
+        fflush(opt->history);
+    }
+out:
+    pool_stop(r.pool);
+    if (r.efd >= 0)
+        close(r.efd);
+    pthread_mutex_destroy(&r.done_mu);
+    free(r.heap);
+    json_decref(r.output);
+    return out->status;
+}

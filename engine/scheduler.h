@@ -1,0 +1,46 @@
+/* The scheduler: runs one execution of a compiled pipeline to its end.
+ *
+ * It owns all execution state on the calling thread. Inline states (Pass, Choice,
+ * Succeed, Fail) and payload processing run here; Waits and retry delays are timers
+ * here; blocking Task work goes to the worker pool, whose completions come back
+ * through a queue and an eventfd. */
+#ifndef ETL_SCHEDULER_H
+#define ETL_SCHEDULER_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <etlrun/error.h>
+
+#include "machine.h"
+
+typedef struct sched_options {
+    int jobs;                     /* worker threads; <= 0 means 8 */
+    FILE *history;                /* JSON-lines events, or NULL */
+    const char *name;             /* $$.Execution.Name; NULL = generated */
+    int wake_fd;                  /* readable when a signal arrived; -1 = none */
+    volatile sig_atomic_t *signo; /* the signal number set by the handler, or NULL */
+} sched_options;
+
+typedef struct sched_outcome {
+    etl_status status;            /* ETL_OK, or the failure's status */
+    json_t *output;               /* final output on success (new reference) */
+    etl_error err;                /* the execution's error on failure */
+    uint64_t transitions;         /* states entered */
+    int signal;                   /* the signal that interrupted the run, else 0 */
+} sched_outcome;
+
+/* The delay in seconds before retry number attempt+1 (attempt counts from 0):
+ * IntervalSeconds x BackoffRate^attempt, capped by MaxDelaySeconds, then multiplied by
+ * unit_random (uniform in [0,1)) under JitterStrategy FULL. */
+double sched_retry_delay(const retrier *rt, int attempt, double unit_random);
+
+/* Run pl with input (borrowed). Returns out->status. Interrupted by a signal: every
+ * frame is cancelled and the run returns ETL_ECANCELLED with out->signal set once all
+ * in-flight work has stopped. */
+etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt,
+                     sched_outcome *out);
+
+#endif
