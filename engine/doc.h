@@ -39,6 +39,10 @@ typedef struct doc {
 /* Load a pipeline file. A name ending in ".json" is parsed as strict JSON; anything
  * else as YAML (1.2 core schema: only true/false, null/~, and numbers are untyped
  * scalars; "yes", "on" and friends stay strings). Integers keep 64-bit precision.
+ * YAML anchors/aliases and merge keys ("<<: *base", "<<: [*a, *b]"; keys written in
+ * the mapping win) are supported; an alias node has the alias's position and shares
+ * the anchored node's children. Rejected: more than one document, tags other than
+ * !!str/!!int/!!float/!!bool/!!null, .inf/.nan, non-scalar keys.
  * Errors (syntax, duplicate keys, unsupported YAML features) go to d with positions;
  * returns NULL when any was found. The caller frees the result with doc_free(). */
 doc *doc_load_file(const char *path, diag *d);
@@ -50,7 +54,8 @@ void doc_free(doc *dc);
 /* Member lookup in an object node: NULL when node is not an object or key is absent. */
 const doc_member *doc_member_get(const doc_node *obj, const char *key);
 const doc_node *doc_get(const doc_node *obj, const char *key);
-/* "object", "array", "string", "integer", "number", "boolean" or "null": for messages. */
+/* "object", "array", "string", "integer", "number", "boolean" or "null" ("absent" for a
+ * NULL node): for messages. */
 const char *doc_type_name(const doc_node *node);
 
 #endif

@@ -947,7 +947,7 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
                      out->signal);
             cancel_run(&r, &e);
         }
-        if (r.ready_head)
+        if (r.ready_head || r.finished)
             continue;
 
         int64_t wait_ns = -1;
