@@ -6,6 +6,7 @@
  * Values are immutable and may be shared (see path.h): every function here builds new
  * containers and only increfs the values it places in them. */
 #include "intrinsic.h"
+#include "jsontext.h"
 
 #include <errno.h>
 #include <math.h>
@@ -91,138 +92,6 @@ static json_t *fail_oom(etl_error *err, const intrinsic *fn)
 {
     etl_fail(err, ETL_ENOMEM, FAILURE_NAME, "%s: out of memory", fn->def->name);
     return NULL;
-}
-
-/* ---- growable byte buffer ---------------------------------------------------------- */
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom; /* sticky: checked once at the end */
-} sbuf;
-
-static void sb_put(sbuf *sb, const char *s, size_t n)
-{
-    if (sb->oom || n == 0)
-        return;
-    if (sb->len + n > sb->cap) {
-        size_t cap = sb->cap ? sb->cap : 64;
-        while (cap < sb->len + n)
-            cap *= 2;
-        char *p = realloc(sb->p, cap);
-        if (!p) {
-            sb->oom = true;
-            return;
-        }
-        sb->p = p;
-        sb->cap = cap;
-    }
-    memcpy(sb->p + sb->len, s, n);
-    sb->len += n;
-}
-
-static void sb_putc(sbuf *sb, char c)
-{
-    sb_put(sb, &c, 1);
-}
-
-/* ---- compact JSON text --------------------------------------------------------------
- * Written here rather than with json_dumps so that reals print in their shortest form
- * that reads back to the same double (json_dumps prints 0.1 as 0.10000000000000001),
- * and so that Format appends into one buffer. Keys keep insertion order. */
-
-static void dump_string(sbuf *sb, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0; /* start of the pending run of bytes that need no escape */
-    sb_putc(sb, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sb_put(sb, s + run, i - run);
-        run = i + 1;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
-        sb_put(sb, esc, elen);
-    }
-    sb_put(sb, s + run, n - run);
-    sb_putc(sb, '"');
-}
-
-static void dump_real(sbuf *sb, double d)
-{
-    char buf[40];
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, sizeof buf, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d)
-            break;
-    }
-    sb_put(sb, buf, (size_t)n);
-    /* A real stays a real when read back: 2.0 prints as "2.0", not "2". */
-    if (!strpbrk(buf, ".eEni"))
-        sb_put(sb, ".0", 2);
-}
-
-static void dump_value(sbuf *sb, const json_t *v)
-{
-    char buf[32];
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *key;
-        size_t klen;
-        json_t *val;
-        bool first = true;
-        sb_putc(sb, '{');
-        json_object_keylen_foreach((json_t *)v, key, klen, val) {
-            if (!first)
-                sb_putc(sb, ',');
-            first = false;
-            dump_string(sb, key, klen);
-            sb_putc(sb, ':');
-            dump_value(sb, val);
-        }
-        sb_putc(sb, '}');
-        break;
-    }
-    case JSON_ARRAY: {
-        sb_putc(sb, '[');
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            if (i)
-                sb_putc(sb, ',');
-            dump_value(sb, json_array_get(v, i));
-        }
-        sb_putc(sb, ']');
-        break;
-    }
-    case JSON_STRING:
-        dump_string(sb, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER: {
-        int n = snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        sb_put(sb, buf, (size_t)n);
-        break;
-    }
-    case JSON_REAL: dump_real(sb, json_real_value(v)); break;
-    case JSON_TRUE: sb_put(sb, "true", 4); break;
-    case JSON_FALSE: sb_put(sb, "false", 5); break;
-    case JSON_NULL: sb_put(sb, "null", 4); break;
-    }
 }
 
 /* ---- value equality and hashing (ArrayContains, ArrayUnique) -------------------------
@@ -392,7 +261,7 @@ static bool type_arg(const intrinsic *fn, json_t **v, size_t i, json_type type, 
 
 /* A new string from bytes known to be valid UTF-8 (pieces of valid strings cut at
  * ASCII characters or code point boundaries, or text this file produced). */
-static json_t *string_from(const intrinsic *fn, sbuf *sb, etl_error *err)
+static json_t *string_from(const intrinsic *fn, jt_buf *sb, etl_error *err)
 {
     if (sb->oom) {
         free(sb->p);
@@ -405,12 +274,12 @@ static json_t *string_from(const intrinsic *fn, sbuf *sb, etl_error *err)
 
 /* ---- the functions ------------------------------------------------------------------ */
 
-static void put_format_value(sbuf *sb, const json_t *x)
+static void put_format_value(jt_buf *sb, const json_t *x)
 {
     if (json_is_string(x))
-        sb_put(sb, json_string_value(x), json_string_length(x));
+        jt_put(sb, json_string_value(x), json_string_length(x));
     else
-        dump_value(sb, x);
+        jt_value(sb, x);
 }
 
 static json_t *fn_format(const intrinsic *fn, json_t **v, size_t n, etl_error *err)
@@ -421,7 +290,7 @@ static json_t *fn_format(const intrinsic *fn, json_t **v, size_t n, etl_error *e
     size_t tlen = json_string_length(v[0]);
     const arg *a0 = &fn->args[0];
     size_t n_values = n - 1;
-    sbuf sb = {0};
+    jt_buf sb = {0};
 
     if (a0->kind == ARG_CONST) {
         /* A literal template: the placeholders were found while unescaping it. */
@@ -430,11 +299,11 @@ static json_t *fn_format(const intrinsic *fn, json_t **v, size_t n, etl_error *e
                         a0->n_holes, n_values);
         size_t at = 0;
         for (size_t i = 0; i < a0->n_holes; i++) {
-            sb_put(&sb, t + at, a0->holes[i] - at);
+            jt_put(&sb, t + at, a0->holes[i] - at);
             put_format_value(&sb, v[i + 1]);
             at = a0->holes[i] + 2;
         }
-        sb_put(&sb, t + at, tlen - at);
+        jt_put(&sb, t + at, tlen - at);
         return string_from(fn, &sb, err);
     }
 
@@ -449,13 +318,13 @@ static json_t *fn_format(const intrinsic *fn, json_t **v, size_t n, etl_error *e
     size_t at = 0, k = 1;
     for (size_t i = 0; i + 1 < tlen; i++) {
         if (t[i] == '{' && t[i + 1] == '}') {
-            sb_put(&sb, t + at, i - at);
+            jt_put(&sb, t + at, i - at);
             put_format_value(&sb, v[k++]);
             at = i + 2;
             i++;
         }
     }
-    sb_put(&sb, t + at, tlen - at);
+    jt_put(&sb, t + at, tlen - at);
     return string_from(fn, &sb, err);
 }
 
@@ -476,8 +345,8 @@ static json_t *fn_string_to_json(const intrinsic *fn, json_t **v, size_t n, etl_
 static json_t *fn_json_to_string(const intrinsic *fn, json_t **v, size_t n, etl_error *err)
 {
     (void)n;
-    sbuf sb = {0};
-    dump_value(&sb, v[0]);
+    jt_buf sb = {0};
+    jt_value(&sb, v[0]);
     return string_from(fn, &sb, err);
 }
 
@@ -644,7 +513,7 @@ static json_t *fn_base64_encode(const intrinsic *fn, json_t **v, size_t n, etl_e
         return NULL;
     const unsigned char *s = (const unsigned char *)json_string_value(v[0]);
     size_t len = json_string_length(v[0]);
-    sbuf sb = {0};
+    jt_buf sb = {0};
     for (size_t i = 0; i < len; i += 3) {
         uint32_t w = (uint32_t)s[i] << 16;
         if (i + 1 < len)
@@ -654,7 +523,7 @@ static json_t *fn_base64_encode(const intrinsic *fn, json_t **v, size_t n, etl_e
         char q[4] = {b64_alphabet[w >> 18], b64_alphabet[(w >> 12) & 63],
                      i + 1 < len ? b64_alphabet[(w >> 6) & 63] : '=',
                      i + 2 < len ? b64_alphabet[w & 63] : '='};
-        sb_put(&sb, q, 4);
+        jt_put(&sb, q, 4);
     }
     return string_from(fn, &sb, err);
 }
@@ -683,7 +552,7 @@ static json_t *fn_base64_decode(const intrinsic *fn, json_t **v, size_t n, etl_e
         return NULL;
     const unsigned char *s = (const unsigned char *)json_string_value(v[0]);
     size_t len = json_string_length(v[0]);
-    sbuf sb = {0};
+    jt_buf sb = {0};
     uint32_t w = 0;
     size_t k = 0, pad = 0; /* k: sextets in the current quantum */
     for (size_t i = 0; i < len; i++) {
@@ -706,7 +575,7 @@ static json_t *fn_base64_decode(const intrinsic *fn, json_t **v, size_t n, etl_e
         w = (w << 6) | (uint32_t)x;
         if (++k == 4) {
             char out[3] = {(char)(w >> 16), (char)(w >> 8), (char)w};
-            sb_put(&sb, out, 3);
+            jt_put(&sb, out, 3);
             k = 0;
             w = 0;
         }
@@ -717,10 +586,10 @@ static json_t *fn_base64_decode(const intrinsic *fn, json_t **v, size_t n, etl_e
     }
     if (k == 2) {
         char out = (char)(w >> 4);
-        sb_put(&sb, &out, 1);
+        jt_put(&sb, &out, 1);
     } else if (k == 3) {
         char out[2] = {(char)(w >> 10), (char)(w >> 2)};
-        sb_put(&sb, out, 2);
+        jt_put(&sb, out, 2);
     }
     if (sb.oom) {
         free(sb.p);
@@ -1035,7 +904,7 @@ static intrinsic *parse_call(parser *ps, int depth);
 static bool parse_string(parser *ps, arg *a)
 {
     size_t start = ps->pos++;
-    sbuf sb = {0};
+    jt_buf sb = {0};
     size_t *holes = NULL, n_holes = 0, cap_holes = 0;
     bool ok = false;
     for (;;) {
@@ -1060,7 +929,7 @@ static bool parse_string(parser *ps, arg *a)
                      what_at(ps, ps->pos + 1, what, sizeof what));
                 goto out;
             }
-            sb_putc(&sb, e);
+            jt_putc(&sb, e);
             ps->pos += 2;
             continue;
         }
@@ -1075,11 +944,11 @@ static bool parse_string(parser *ps, arg *a)
                 holes = h;
             }
             holes[n_holes++] = sb.len;
-            sb_put(&sb, "{}", 2);
+            jt_put(&sb, "{}", 2);
             ps->pos += 2;
             continue;
         }
-        sb_putc(&sb, c);
+        jt_putc(&sb, c);
         ps->pos++;
     }
     if (sb.oom) {

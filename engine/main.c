@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "graph.h"
+#include "jsontext.h"
 #include "machine.h"
 #include "scheduler.h"
 #include "version.h"
@@ -176,9 +177,13 @@ static int cmd_run(const char *file, const run_args *a)
                 out.signal == SIGINT ? "SIGINT" : "SIGTERM");
         rc = out.signal == SIGINT ? EXIT_SIGINT : EXIT_SIGTERM;
     } else if (out.status == ETL_OK) {
-        json_dumpf(out.output, stdout, JSON_COMPACT | JSON_ENCODE_ANY);
-        fputc('\n', stdout);
-        rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+        if (jsontext_dumpf(out.output, stdout) != 0 || fputc('\n', stdout) == EOF ||
+            fflush(stdout) != 0) {
+            fprintf(stderr, "etlrun: cannot write the output: %s\n", strerror(errno));
+            rc = EXIT_FAILED;
+        } else {
+            rc = EXIT_OK;
+        }
     } else {
         fprintf(stderr, "etlrun: execution failed: %s: %s\n",
                 out.err.name[0] ? out.err.name : "(no error name)", out.err.cause);

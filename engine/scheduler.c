@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsontext.h"
 #include "pool.h"
 #include "state.h"
 #include "timestamp.h"
@@ -135,7 +136,7 @@ static void history_emit(run *r, frame *f, const char *type, json_t *details)
     if (details)
         json_object_update(ev, details);
     json_decref(details);
-    json_dumpf(ev, r->opt->history, JSON_COMPACT);
+    jsontext_dumpf(ev, r->opt->history);
     fputc('\n', r->opt->history);
     json_decref(ev);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../connectors/exec/exec.h"
+#include "jsontext.h"
 #include "state.h"
 
 static const char *const fields[] = {"Resource", "Command", "TimeoutSeconds",
@@ -117,7 +118,7 @@ static void enter(state *st, frame *f, json_t *effective)
     exec_work *ew = calloc(1, sizeof *ew);
     etl_error err;
     if (ew)
-        ew->input = json_dumps(effective, JSON_COMPACT | JSON_ENCODE_ANY);
+        ew->input = jsontext_dumps(effective, &ew->len);
     if (!ew || !ew->input) {
         free(ew);
         etl_fail(&err, ETL_ENOMEM, "States.Runtime", "out of memory preparing task '%s'",
@@ -125,7 +126,6 @@ static void enter(state *st, frame *f, json_t *effective)
         sched_fail(f, &err);
         return;
     }
-    ew->len = strlen(ew->input);
     ew->im = im;
     ew->w.run = run_exec;
     ew->w.destroy = destroy_exec;

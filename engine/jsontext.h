@@ -1,0 +1,32 @@
+/* Compact JSON text, the one serializer of etlrun's outputs (final output, history,
+ * task input, States.JsonToString, States.Format). Unlike json_dumps, reals print in
+ * the shortest form that reads back to the same double (0.1, not 0.10000000000000001)
+ * and stay reals (2.0, not 2); integers are exact; keys keep insertion order. */
+#ifndef ETL_JSONTEXT_H
+#define ETL_JSONTEXT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct jt_buf {
+    char *p;      /* not NUL-terminated until jt_finish */
+    size_t len, cap;
+    bool oom;     /* sticky: checked once at the end */
+} jt_buf;
+
+void jt_put(jt_buf *b, const char *s, size_t n);
+void jt_putc(jt_buf *b, char c);
+/* Append v as compact JSON. */
+void jt_value(jt_buf *b, const json_t *v);
+/* NUL-terminate and hand over the text (caller frees); NULL after an allocation failure
+ * (the buffer is then freed). */
+char *jt_finish(jt_buf *b, size_t *out_len);
+
+/* v as compact JSON text, malloc'd (caller frees); NULL on allocation failure. */
+char *jsontext_dumps(const json_t *v, size_t *out_len);
+/* Write v as compact JSON to f; 0 on success, -1 on a write or allocation error. */
+int jsontext_dumpf(const json_t *v, FILE *f);
+
+#endif
