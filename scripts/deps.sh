@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages etlrun needs to build and test, when missing.
+# Idempotent; runs apt-get only when something is missing. Needs root (or sudo).
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config        # toolchain
+  libyaml-dev libjansson-dev libssl-dev   # engine: YAML, JSON values, hashes (States.Hash)
+  libcmocka-dev jq                        # unit tests; CLI tests read JSON lines with jq
+  clang libclang-rt-14-dev                # fuzz targets (libFuzzer)
+  nodejs npm time                         # benchmarks: the npm reference peer, GNU time
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#pkgs[@]} packages present" >&2
+  exit 0
+fi
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
