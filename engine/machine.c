@@ -16,10 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugins.h"
+#include "sections.h"
 #include "state.h"
 
 struct compile_ctx {
     diag *d;
+    pipeline *pl;
     const char *dir;
     json_t *names;      /* state name -> integer index into all[] */
     state **all;        /* every state of the pipeline, in creation order */
@@ -37,11 +40,13 @@ struct compile_ctx {
 };
 
 static const char *const top_fields[] = {"StartAt", "States", "Comment", "Version",
-                                         "TimeoutSeconds", "name", NULL};
+                                         "TimeoutSeconds", "name", "connections",
+                                         "plugins", "staging", NULL};
 static const char *const machine_fields[] = {"StartAt", "States", "Comment", "Version",
                                              "ProcessorConfig", NULL};
 
 diag *compile_diag(compile_ctx *cc) { return cc->d; }
+pipeline *compile_pipeline(compile_ctx *cc) { return cc->pl; }
 const char *compile_dir(compile_ctx *cc) { return cc->dir; }
 
 static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
@@ -596,7 +601,7 @@ static char *name_of(const char *file)
 pipeline *pipeline_compile(const doc *dc, diag *d)
 {
     pipeline *pl = calloc(1, sizeof *pl);
-    compile_ctx cc = {.d = d};
+    compile_ctx cc = {.d = d, .pl = pl};
     size_t errors_before = diag_count(d);
     if (!pl)
         return NULL;
@@ -622,6 +627,11 @@ pipeline *pipeline_compile(const doc *dc, diag *d)
     }
     if ((n = doc_get(root, "Comment")) && json_is_string(n->json))
         pl->comment = strdup(json_string_value(n->json));
+    pl->reg = registry_new();
+    if (!pl->reg)
+        diag_add(d, root->pos, "out of memory");
+    else
+        pipeline_compile_sections(pl, root, d);
     pl->top = compile_machine(&cc, root, NULL, NULL, "the pipeline", true);
 
     for (size_t i = 0; i < cc.n_links; i++) {
@@ -716,6 +726,13 @@ void pipeline_free(pipeline *pl)
     if (!pl)
         return;
     machine_free(pl->top);
+    for (size_t i = 0; i < pl->n_conns; i++) {
+        free(pl->conns[i].name);
+        json_decref(pl->conns[i].settings);
+    }
+    free(pl->conns);
+    free(pl->stage_dir);
+    registry_free(pl->reg); /* after the states: plugin code may run in their free */
     free(pl->file);
     free(pl->dir);
     free(pl->name);

@@ -89,6 +89,17 @@ struct machine {
     char *label;            /* "Branch 1 of Fan", "Iterator of Keys": for messages */
 };
 
+/* A named connection of the `connections:` section. */
+typedef struct conn_def {
+    char *name;
+    const struct etl_connector *connector; /* its type */
+    json_t *settings;       /* the settings without type/max_connections, ${env:...} done */
+    int max_connections;    /* default 4: extra tasks wait for a free one */
+    doc_pos pos;
+} conn_def;
+
+typedef struct registry registry;
+
 typedef struct pipeline {
     char *file;             /* path as given */
     char *dir;              /* absolute directory of the file */
@@ -97,6 +108,11 @@ typedef struct pipeline {
     double timeout_s;       /* top-level TimeoutSeconds; 0 = none */
     char *comment;
     size_t n_states_total;  /* all states, nested included */
+    registry *reg;          /* connectors: built-ins and loaded plugins */
+    conn_def *conns;
+    size_t n_conns;
+    char *stage_dir;        /* staging.dir (absolute), NULL = the default */
+    bool stage_keep;        /* staging.keep */
 } pipeline;
 
 /* Load, validate and compile a pipeline file. Every problem goes to d; returns NULL
@@ -107,6 +123,9 @@ pipeline *pipeline_compile(const doc *dc, diag *d);
 void pipeline_free(pipeline *pl);
 /* For state types that own sub-machines (Parallel branches, Map processors). */
 void pipeline_free_machine(machine *m);
+
+/* The connection named name, or -1. */
+int pipeline_conn_index(const pipeline *pl, const char *name);
 
 /* Lookups. */
 state *machine_find(const machine *m, const char *name);

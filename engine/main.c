@@ -13,6 +13,7 @@
 #include "graph.h"
 #include "jsontext.h"
 #include "machine.h"
+#include "plugins.h"
 #include "scheduler.h"
 #include "version.h"
 
@@ -28,6 +29,8 @@ static const char usage_text[] =
     "usage: etlrun [run] PIPELINE [options]   run a pipeline; its output JSON goes to stdout\n"
     "       etlrun validate PIPELINE           check a pipeline, run nothing\n"
     "       etlrun graph PIPELINE              print the state machine as Graphviz DOT\n"
+    "       etlrun plugins                     list the connectors: built in and plugins\n"
+    "       etlrun plugin check FILE.so        check a connector plugin against the interface\n"
     "       etlrun --help | --version\n"
     "\n"
     "PIPELINE is a YAML file, or a JSON file (name ending in .json) in the Amazon States\n"
@@ -39,6 +42,11 @@ static const char usage_text[] =
     "  --jobs N             worker threads for blocking Task work (default 8)\n"
     "  --history FILE       append the execution's events to FILE, as JSON lines\n"
     "  --name NAME          the execution name ($$.Execution.Name; default generated)\n"
+    "  --stage-dir DIR      where staged files go (default: staging.dir of the pipeline,\n"
+    "                       else $TMPDIR/etlrun-UID/PIPELINE/NAME)\n"
+    "\n"
+    "environment:\n"
+    "  ETLRUN_PLUGIN_PATH   ':'-separated directories searched for connector plugins\n"
     "\n"
     "exit codes:\n"
     "  0    the execution succeeded\n"
@@ -132,7 +140,7 @@ static int cmd_graph(const char *file)
 }
 
 typedef struct run_args {
-    const char *input, *input_file, *history, *name;
+    const char *input, *input_file, *history, *name, *stage_dir;
     int jobs;
 } run_args;
 
@@ -170,8 +178,21 @@ static int cmd_run(const char *file, const run_args *a)
     sigaction(SIGTERM, &sa, NULL);
 
     sched_options opt = {.jobs = a->jobs, .history = hist, .name = a->name,
-                         .wake_fd = wake_pipe[0], .signo = &got_signal};
+                         .wake_fd = wake_pipe[0], .signo = &got_signal,
+                         .stage_dir = a->stage_dir};
     sched_run(pl, input, &opt, &out);
+    /* the history is buffered: a full disk shows only here, and must not pass silently */
+    bool hist_failed = false;
+    if (hist) {
+        errno = 0;
+        int flushed = fflush(hist);
+        int flush_errno = errno;
+        if (flushed != 0 || ferror(hist)) {
+            hist_failed = true;
+            fprintf(stderr, "etlrun: cannot write --history %s: %s\n", a->history,
+                    flushed != 0 && flush_errno ? strerror(flush_errno) : "a write failed");
+        }
+    }
     if (out.signal) {
         fprintf(stderr, "etlrun: interrupted by %s; in-flight work was cancelled\n",
                 out.signal == SIGINT ? "SIGINT" : "SIGTERM");
@@ -182,7 +203,7 @@ static int cmd_run(const char *file, const run_args *a)
             fprintf(stderr, "etlrun: cannot write the output: %s\n", strerror(errno));
             rc = EXIT_FAILED;
         } else {
-            rc = EXIT_OK;
+            rc = hist_failed ? EXIT_FAILED : EXIT_OK;
         }
     } else {
         fprintf(stderr, "etlrun: execution failed: %s: %s\n",
@@ -200,13 +221,15 @@ out:
 
 int main(int argc, char **argv)
 {
-    enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION };
+    enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION,
+           OPT_STAGE_DIR };
     static const struct option longopts[] = {
         {"input", required_argument, NULL, OPT_INPUT},
         {"input-file", required_argument, NULL, OPT_INPUT_FILE},
         {"jobs", required_argument, NULL, OPT_JOBS},
         {"history", required_argument, NULL, OPT_HISTORY},
         {"name", required_argument, NULL, OPT_NAME},
+        {"stage-dir", required_argument, NULL, OPT_STAGE_DIR},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -227,6 +250,9 @@ int main(int argc, char **argv)
             break;
         case OPT_NAME:
             a.name = optarg;
+            break;
+        case OPT_STAGE_DIR:
+            a.stage_dir = optarg;
             break;
         case OPT_JOBS: {
             char *end;
@@ -253,6 +279,19 @@ int main(int argc, char **argv)
         return usage_error("%s", "no pipeline given");
     if (a.input && a.input_file)
         return usage_error("%s", "give --input or --input-file, not both");
+    if (strcmp(args[0], "plugins") == 0) {
+        if (nargs != 1)
+            return usage_error("%s", "plugins takes no arguments");
+        registry *r = registry_new();
+        registry_list(r, stdout);
+        registry_free(r);
+        return EXIT_OK;
+    }
+    if (strcmp(args[0], "plugin") == 0) {
+        if (nargs != 3 || strcmp(args[1], "check") != 0)
+            return usage_error("%s", "usage: etlrun plugin check FILE.so");
+        return plugin_check(args[2], stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+    }
     const char *cmd = "run";
     if (strcmp(args[0], "run") == 0 || strcmp(args[0], "validate") == 0 ||
         strcmp(args[0], "graph") == 0) {

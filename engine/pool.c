@@ -21,6 +21,8 @@ struct pool {
     pthread_t *threads;
     void (*on_done)(work *w, void *arg);
     void *arg;
+    void (*thread_hook)(bool start, void *hook_arg);
+    void *hook_arg;
 };
 
 static int64_t now_ns(void)
@@ -33,6 +35,8 @@ static int64_t now_ns(void)
 static void *worker(void *arg)
 {
     pool *p = arg;
+    if (p->thread_hook)
+        p->thread_hook(true, p->hook_arg);
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->head && !p->stopping)
@@ -40,6 +44,8 @@ static void *worker(void *arg)
         work *w = p->head;
         if (!w) {
             pthread_mutex_unlock(&p->mu);
+            if (p->thread_hook)
+                p->thread_hook(false, p->hook_arg);
             return NULL;
         }
         p->head = w->next;
@@ -59,7 +65,8 @@ static void *worker(void *arg)
     }
 }
 
-pool *pool_start(int n, void (*on_done)(work *w, void *arg), void *arg)
+pool *pool_start(int n, void (*on_done)(work *w, void *arg), void *arg,
+                 void (*thread_hook)(bool start, void *hook_arg), void *hook_arg)
 {
     pool *p = calloc(1, sizeof *p);
     if (!p)
@@ -73,6 +80,8 @@ pool *pool_start(int n, void (*on_done)(work *w, void *arg), void *arg)
     pthread_cond_init(&p->cv, NULL);
     p->on_done = on_done;
     p->arg = arg;
+    p->thread_hook = thread_hook;
+    p->hook_arg = hook_arg;
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);

@@ -13,7 +13,10 @@ typedef struct pool pool;
 /* Start n workers. on_done(w, arg) runs on the worker thread after w->run returns; it
  * must only hand w over (e.g. queue it for the scheduler) and must not block.
  * Returns NULL on failure (errno set). */
-pool *pool_start(int n, void (*on_done)(work *w, void *arg), void *arg);
+/* thread_hook (may be NULL) runs on each worker: (true, hook_arg) when it starts,
+ * (false, hook_arg) when it stops. */
+pool *pool_start(int n, void (*on_done)(work *w, void *arg), void *arg,
+                 void (*thread_hook)(bool start, void *hook_arg), void *hook_arg);
 /* Queue w (never blocks the caller). Thread-safe. */
 void pool_submit(pool *p, work *w);
 /* Stop accepting work, let queued and running items finish (each completes through

@@ -33,7 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connpool.h"
 #include "jsontext.h"
+#include "plugins.h"
 #include "pool.h"
 #include "state.h"
 #include "timestamp.h"
@@ -94,6 +96,11 @@ struct run {
     pthread_mutex_t done_mu;
     work *done_q;              /* guarded by done_mu */
     size_t in_flight;          /* work submitted and not yet completed */
+
+    connpool *conns;           /* pools of the pipeline's connections */
+    int *slot_used;            /* per connection: works running (scheduler thread) */
+    work **slot_head, **slot_tail; /* per connection: works waiting for a slot (FIFO) */
+    char stage_dir[1024];
 
     frame *root;
     bool finished;
@@ -190,6 +197,10 @@ json_t *sched_item_ctx(frame *f, int64_t index, json_t *item)
 json_t *sched_input(frame *f) { return f->input; }
 bool sched_cancelled(frame *f) { return f->cancelled; }
 const char *sched_pipeline_dir(frame *f) { return f->r->pl->dir; }
+const pipeline *sched_pipeline(frame *f) { return f->r->pl; }
+connpool *sched_connpool(frame *f) { return f->r->conns; }
+const char *sched_stage_dir(frame *f) { return f->r->stage_dir; }
+int sched_attempt(frame *f) { return f->retry_count + 1; }
 void *sched_scratch(frame *f) { return f->scratch; }
 
 void sched_set_scratch(frame *f, void *p, void (*free_fn)(void *))
@@ -368,6 +379,13 @@ static void frame_unlink(frame *f)
 static void frame_cancel(frame *f);
 static void frame_try_finalize_cancelled(frame *f);
 
+static void work_cancel(work *w)
+{
+    atomic_store(&w->cancel, 1);
+    if (w->on_cancel)
+        w->on_cancel(w);
+}
+
 /* The frame is over: tell the parent (or the run), then bury it. output is stolen;
  * err is NULL on success. */
 static void frame_finish(frame *f, json_t *output, const etl_error *err)
@@ -441,7 +459,7 @@ static void frame_cancel(frame *f)
     f->cancelled = true;
     timer_clear(f);
     if (f->work)
-        atomic_store(&f->work->cancel, 1);
+        work_cancel(f->work);
     for (frame *c = f->first_child; c; c = c->next_sibling)
         frame_cancel(c);
     frame_try_finalize_cancelled(f);
@@ -737,7 +755,37 @@ void sched_submit(frame *f, work *w, double timeout_s)
         history_emit(r, f, "TaskScheduled", json_pack("{s:O}", "parameters", f->effective));
     if (timeout_s > 0)
         timer_set(f, sched_now_ns() + (int64_t)(timeout_s * 1e9), TK_TIMEOUT);
+    if (w->conn_slot > 0) {
+        int i = w->conn_slot - 1;
+        if (r->slot_used[i] >= r->pl->conns[i].max_connections) {
+            /* limits queue, they do not fail: wait here, holding no worker */
+            w->next = NULL;
+            if (r->slot_tail[i])
+                r->slot_tail[i]->next = w;
+            else
+                r->slot_head[i] = w;
+            r->slot_tail[i] = w;
+            return;
+        }
+        r->slot_used[i]++;
+    }
     pool_submit(r->pool, w);
+}
+
+/* A work holding a connection slot finished: hand the slot to the next waiter. */
+static void release_slot(run *r, int slot)
+{
+    int i = slot - 1;
+    work *w = r->slot_head[i];
+    if (!w) {
+        r->slot_used[i]--;
+        return;
+    }
+    r->slot_head[i] = w->next;
+    if (!r->slot_head[i])
+        r->slot_tail[i] = NULL;
+    w->next = NULL;
+    pool_submit(r->pool, w); /* the slot passes on; a cancelled waiter completes at once */
 }
 
 static void handle_completion(run *r, work *w)
@@ -745,6 +793,8 @@ static void handle_completion(run *r, work *w)
     frame *f = w->owner;
     r->in_flight--;
     f->work = NULL;
+    if (w->conn_slot > 0)
+        release_slot(r, w->conn_slot);
     if (f->timer_kind == TK_TIMEOUT)
         timer_clear(f);
     if (f->cancelled) {
@@ -821,7 +871,7 @@ static void fire_timer(run *r, frame *f)
             timer_set(f, started + limit, TK_TIMEOUT);
         } else {
             w->timed_out = true;
-            atomic_store(&w->cancel, 1);
+            work_cancel(w);
         }
         break;
     }
@@ -866,6 +916,15 @@ static void step_ready(frame *f)
     enter_state(f);
 }
 
+/* Worker threads run each connector's per-thread set-up and tear-down. */
+static void thread_hook(bool start, void *arg)
+{
+    if (start)
+        registry_thread_init(arg);
+    else
+        registry_thread_end(arg);
+}
+
 static void generate_name(char *buf, size_t len)
 {
     struct timespec ts;
@@ -903,7 +962,28 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
         out->status = ETL_EIO;
         goto out;
     }
-    r.pool = pool_start(opt->jobs > 0 ? opt->jobs : 8, work_done, &r);
+    if (opt->stage_dir)
+        snprintf(r.stage_dir, sizeof r.stage_dir, "%s", opt->stage_dir);
+    else if (pl->stage_dir)
+        snprintf(r.stage_dir, sizeof r.stage_dir, "%s", pl->stage_dir);
+    else
+        snprintf(r.stage_dir, sizeof r.stage_dir, "%s/etlrun-%u/%s/%s",
+                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (unsigned)getuid(), pl->name,
+                 r.exec_name);
+    r.conns = connpool_new(pl);
+    r.slot_used = calloc(pl->n_conns + 1, sizeof *r.slot_used);
+    r.slot_head = calloc(pl->n_conns + 1, sizeof *r.slot_head);
+    r.slot_tail = calloc(pl->n_conns + 1, sizeof *r.slot_tail);
+    if (!r.conns || !r.slot_used || !r.slot_head || !r.slot_tail) {
+        etl_fail(&out->err, ETL_ENOMEM, "States.Runtime", "out of memory");
+        out->status = ETL_ENOMEM;
+        goto out;
+    }
+    if (registry_global_init(pl->reg, &out->err) != ETL_OK) {
+        out->status = out->err.status;
+        goto out;
+    }
+    r.pool = pool_start(opt->jobs > 0 ? opt->jobs : 8, work_done, &r, thread_hook, pl->reg);
     if (!r.pool) {
         etl_fail(&out->err, ETL_EIO, "States.Runtime", "cannot start %d worker threads: %s",
                  opt->jobs, strerror(errno));
@@ -967,7 +1047,10 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
             tmo.tv_nsec = wait_ns % 1000000000;
             ptmo = &tmo;
         }
-        int pr = ppoll(pfd, opt->wake_fd >= 0 ? 2 : 1, ptmo, NULL);
+        /* Nobody drains wake_fd (the signal handler's owner does, if anyone): once the
+         * signal has been taken, stop polling it, or it stays readable and this loop
+         * spins while cancelled work winds down (up to exec's TERM -> KILL grace). */
+        int pr = ppoll(pfd, opt->wake_fd >= 0 && !out->signal ? 2 : 1, ptmo, NULL);
         if (pr < 0 && errno != EINTR)
             break;
         drain_completions(&r);
@@ -1007,6 +1090,11 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
     }
 out:
     pool_stop(r.pool);
+    connpool_free(r.conns);
+    registry_global_cleanup(pl->reg);
+    free(r.slot_used);
+    free(r.slot_head);
+    free(r.slot_tail);
     if (r.efd >= 0)
         close(r.efd);
     pthread_mutex_destroy(&r.done_mu);

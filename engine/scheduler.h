@@ -22,6 +22,7 @@ typedef struct sched_options {
     const char *name;             /* $$.Execution.Name; NULL = generated */
     int wake_fd;                  /* readable when a signal arrived; -1 = none */
     volatile sig_atomic_t *signo; /* the signal number set by the handler, or NULL */
+    const char *stage_dir;        /* --stage-dir; NULL = staging.dir, else a default */
 } sched_options;
 
 typedef struct sched_outcome {

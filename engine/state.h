@@ -80,6 +80,8 @@ machine *compile_submachine(compile_ctx *cc, const doc_node *node, state *parent
 /* Resolve a transition target in st's own machine; reports a precise error at pos
  * (no such state, or a state of another branch) and returns NULL when not found. */
 state *compile_resolve(compile_ctx *cc, state *st, const char *name, doc_pos pos);
+/* The pipeline being compiled (its connections and connector registry). */
+pipeline *compile_pipeline(compile_ctx *cc);
 /* A non-negative integer / number field helpers; report at the node. */
 bool compile_uint(compile_ctx *cc, const doc_node *node, const char *field, int64_t max,
                   int64_t *out);
@@ -115,6 +117,13 @@ struct work {
     etl_status status;         /* set by the worker when run returns */
     json_t *result;            /* set by run on ETL_OK (new reference) */
     etl_error err;             /* set by run on failure */
+    /* Called on the scheduler thread right after cancel is set (timeout, a failed
+     * sibling, a signal), while run() may be running on a worker: e.g. to cancel a
+     * server-side query. May be NULL. */
+    void (*on_cancel)(work *w);
+    /* A connection slot: pipeline connection index + 1, 0 = none. The scheduler runs
+     * at most max_connections works of one connection at once; the others wait. */
+    int conn_slot;
     /* scheduler-private */
     frame *owner;
     bool timed_out;
@@ -146,6 +155,12 @@ json_t *sched_item_ctx(frame *f, int64_t index, json_t *item);
 json_t *sched_input(frame *f);
 /* True when the frame has been cancelled (stop starting new children). */
 bool sched_cancelled(frame *f);
+/* What a Task needs from the run: the pipeline, its connection pools, the staging
+ * directory, and the attempt number of the frame's current state (from 1). */
+const pipeline *sched_pipeline(frame *f);
+struct connpool *sched_connpool(frame *f);
+const char *sched_stage_dir(frame *f);
+int sched_attempt(frame *f);
 /* The pipeline's directory, for resolving relative programs. */
 const char *sched_pipeline_dir(frame *f);
 /* True when history events are recorded (build event details only then). */

@@ -34,6 +34,9 @@ typedef struct etl_error {
     bool transient;                  /* a Retry may succeed */
 } etl_error;
 
+#ifdef ETLRUN_INTERNAL
+/* Inside etlrun only (plugins fill errors with host->fail, see connector.h). */
+
 /* Fill *err (when err is not NULL) and return status. The cause is printf-formatted;
  * an over-long cause is truncated. Never put a secret in a cause. */
 etl_status etl_fail(etl_error *err, etl_status status, const char *name, const char *fmt, ...)
@@ -42,6 +45,7 @@ etl_status etl_vfail(etl_error *err, etl_status status, const char *name, const 
                      va_list ap);
 /* Reset *err to ETL_OK with empty name and cause. */
 void etl_error_clear(etl_error *err);
+#endif
 
 #ifdef __cplusplus
 }

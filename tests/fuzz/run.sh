@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-20}
 out=build-fuzz
 mkdir -p "$out"
-flags=(-std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined
+flags=(-std=c11 -D_GNU_SOURCE -DETLRUN_INTERNAL -g -O1 -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -Iinclude -Iengine -Istates)
 libs=(-ljansson -lyaml -lcrypto -lm -lpthread)
 # everything but the CLI's main

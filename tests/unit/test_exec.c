@@ -1,4 +1,4 @@
-/* Tests for the `exec` Task resource (connectors/exec): result and error protocol,
+/* Tests for the `exec` Task resource (engine/exec.c): result and error protocol,
  * stdin/stdout plumbing without deadlocks, limits, cancellation, process-group cleanup
  * and concurrent use. Programs are inline `sh -c` scripts; nothing to install. */
 #include <errno.h>
@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "../../connectors/exec/exec.h"
+#include "exec.h"
 
 static char tmpdir[64];
 
