@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -195,6 +196,7 @@ static etl_status spawn_child(run *r, const exec_spec *spec, etl_error *err)
         goto out;
     }
     r->pid = pid;
+    live_add(pid);
 #ifdef SYS_pidfd_open
     r->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (r->pidfd >= 0)
@@ -351,6 +353,40 @@ static void read_stderr(run *r)
     }
 }
 
+/* Live process groups, for exec_kill_all() from a signal handler: a slot holds a
+ * child's pid (= its group id) from the spawn until just before the child is reaped,
+ * while the zombie still reserves the id, so the handler never signals a reused id. */
+#define LIVE_MAX 4096
+static _Atomic pid_t live_groups[LIVE_MAX];
+
+static void live_add(pid_t pid)
+{
+    for (int i = 0; i < LIVE_MAX; i++) {
+        pid_t expect = 0;
+        if (atomic_compare_exchange_strong(&live_groups[i], &expect, pid))
+            return;
+    }
+    /* more than LIVE_MAX programs at once: the last resort below just misses this one */
+}
+
+static void live_remove(pid_t pid)
+{
+    for (int i = 0; i < LIVE_MAX; i++) {
+        pid_t expect = pid;
+        if (atomic_compare_exchange_strong(&live_groups[i], &expect, 0))
+            return;
+    }
+}
+
+void exec_kill_all(void)
+{
+    for (int i = 0; i < LIVE_MAX; i++) {
+        pid_t pid = atomic_load(&live_groups[i]);
+        if (pid > 0)
+            kill(-pid, SIGKILL);
+    }
+}
+
 /* Kill the group and reap the child, for the paths that give up on it. */
 static void abort_child(run *r)
 {
@@ -359,6 +395,7 @@ static void abort_child(run *r)
     if (!r->group_killed)
         kill(-r->pid, SIGKILL); /* before the reap: the group id is still ours */
     r->group_killed = true;
+    live_remove(r->pid);
     if (!r->status_lost)
         while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
             ;
@@ -659,6 +696,7 @@ etl_status exec_run(const exec_spec *spec, const char *input, size_t len,
         goto out;
     }
     kill_group_after_exit(&r);
+    live_remove(r.pid);
     int status = 0;
     if (!r.status_lost) {
         pid_t w;

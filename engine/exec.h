@@ -50,4 +50,8 @@ enum { EXEC_RUN = 0, EXEC_CANCEL = 1 };
 etl_status exec_run(const exec_spec *spec, const char *input, size_t len,
                     atomic_int *cancel, json_t **out_result, etl_error *err);
 
+/* SIGKILL the process group of every program exec_run has started and not yet reaped.
+ * Async-signal-safe: for a second Ctrl-C, which exits without waiting. */
+void exec_kill_all(void);
+
 #endif

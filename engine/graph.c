@@ -20,8 +20,12 @@ static size_t id_of(gctx *g, const state *st)
         if (g->ids[i] == st)
             return i;
     if (g->n == g->cap) {
-        g->cap = g->cap ? g->cap * 2 : 64;
-        g->ids = realloc(g->ids, g->cap * sizeof *g->ids);
+        size_t cap = g->cap ? g->cap * 2 : 64;
+        const state **ids = realloc(g->ids, cap * sizeof *ids);
+        if (!ids)
+            abort(); /* a graph of a compiled pipeline: no sensible way on */
+        g->ids = ids;
+        g->cap = cap;
     }
     g->ids[g->n] = st;
     return g->n++;

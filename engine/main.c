@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exec.h"
 #include "graph.h"
+#include "host.h"
 #include "jsontext.h"
 #include "machine.h"
 #include "plugins.h"
@@ -29,6 +31,7 @@ static const char usage_text[] =
     "usage: etlrun [run] PIPELINE [options]   run a pipeline; its output JSON goes to stdout\n"
     "       etlrun validate PIPELINE           check a pipeline, run nothing\n"
     "       etlrun graph PIPELINE              print the state machine as Graphviz DOT\n"
+    "       etlrun check PIPELINE              connect to every connection and report each\n"
     "       etlrun plugins                     list the connectors: built in and plugins\n"
     "       etlrun plugin check FILE.so        check a connector plugin against the interface\n"
     "       etlrun --help | --version\n"
@@ -59,8 +62,11 @@ static int wake_pipe[2] = {-1, -1};
 
 static void on_signal(int sig)
 {
-    if (got_signal && sig == SIGINT)
-        _exit(EXIT_SIGINT); /* a second Ctrl-C: stop waiting for cancellation */
+    if (got_signal && sig == SIGINT) {
+        /* a second Ctrl-C: stop waiting for cancellation, but leave no program behind */
+        exec_kill_all();
+        _exit(EXIT_SIGINT);
+    }
     got_signal = sig;
     int saved = errno;
     ssize_t n = write(wake_pipe[1], "x", 1);
@@ -124,7 +130,8 @@ static int cmd_validate(const char *file)
     pipeline *pl = load(file);
     if (!pl)
         return EXIT_USAGE;
-    fprintf(stderr, "etlrun: %s is valid (%zu states)\n", file, pl->n_states_total);
+    fprintf(stderr, "etlrun: %s is valid (%zu state%s)\n", file, pl->n_states_total,
+            pl->n_states_total == 1 ? "" : "s");
     pipeline_free(pl);
     return EXIT_OK;
 }
@@ -137,6 +144,51 @@ static int cmd_graph(const char *file)
     graph_write(pl, stdout);
     pipeline_free(pl);
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+/* `etlrun check`: open every connection once and report each. */
+static int cmd_check(const char *file)
+{
+    pipeline *pl = load(file);
+    if (!pl)
+        return EXIT_USAGE;
+    int failed = 0;
+    etl_error err;
+    etl_error_clear(&err);
+    if (registry_global_init(pl->reg, &err) != ETL_OK) {
+        fprintf(stderr, "etlrun: cannot initialise the connectors: %s: %s\n", err.name,
+                err.cause);
+        pipeline_free(pl);
+        return EXIT_FAILED;
+    }
+    registry_thread_init(pl->reg);
+    if (pl->n_conns == 0)
+        printf("%s: no connections to check\n", file);
+    for (size_t i = 0; i < pl->n_conns; i++) {
+        const conn_def *cd = &pl->conns[i];
+        const etl_connector *c = cd->connector;
+        atomic_int cancel = 0;
+        etl_task task;
+        host_task_init(&task, "check", "", cd->name, ".", 1, &cancel);
+        etl_conn *conn = NULL;
+        etl_error_clear(&err);
+        if (c->open(host_services(), &task, host_wrap(cd->settings), &conn, &err) != ETL_OK) {
+            printf("%s (%s): FAILED: %s: %s\n", cd->name, c->name, err.name, err.cause);
+            failed++;
+        } else {
+            char version[256] = "reachable";
+            if (c->server_version)
+                c->server_version(host_services(), conn, version, sizeof version);
+            printf("%s (%s): ok, %s\n", cd->name, c->name, version);
+            c->close(host_services(), conn);
+        }
+        host_task_done(&task);
+        pthread_mutex_destroy(&task.mu);
+    }
+    registry_thread_end(pl->reg);
+    registry_global_cleanup(pl->reg);
+    pipeline_free(pl);
+    return failed ? EXIT_FAILED : EXIT_OK;
 }
 
 typedef struct run_args {
@@ -236,6 +288,7 @@ int main(int argc, char **argv)
     };
     run_args a = {0};
     int c;
+    opterr = 0; /* our own messages, prefixed "etlrun:" */
     /* '+' would stop at the first non-option; we allow options anywhere instead */
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -269,6 +322,11 @@ int main(int argc, char **argv)
             printf("etlrun %s\n", ETLRUN_VERSION);
             return EXIT_OK;
         default:
+            if (optopt)
+                fprintf(stderr, "etlrun: invalid option '-%c'\n", optopt);
+            else
+                fprintf(stderr, "etlrun: unknown option '%s' (or it lacks its value)\n",
+                        argv[optind - 1]);
             fputs("Try 'etlrun --help'.\n", stderr);
             return EXIT_USAGE;
         }
@@ -294,7 +352,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = "run";
     if (strcmp(args[0], "run") == 0 || strcmp(args[0], "validate") == 0 ||
-        strcmp(args[0], "graph") == 0) {
+        strcmp(args[0], "graph") == 0 || strcmp(args[0], "check") == 0) {
         cmd = args[0];
         args++;
         nargs--;
@@ -302,9 +360,16 @@ int main(int argc, char **argv)
     if (nargs != 1)
         return usage_error(nargs == 0 ? "%s: no pipeline given" : "%s: give exactly one pipeline",
                            cmd);
+    if (strcmp(cmd, "run") != 0 &&
+        (a.input || a.input_file || a.history || a.name || a.stage_dir || a.jobs))
+        return usage_error("%s takes no run options (--input, --jobs, ...)", cmd);
+    if (a.name && (strlen(a.name) == 0 || strlen(a.name) > 80))
+        return usage_error("%s", "--name must have 1 to 80 characters");
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate(args[0]);
     if (strcmp(cmd, "graph") == 0)
         return cmd_graph(args[0]);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(args[0]);
     return cmd_run(args[0], &a);
 }

@@ -6,7 +6,10 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config        # toolchain
   libyaml-dev libjansson-dev libssl-dev   # engine: YAML, JSON values, hashes (States.Hash)
-  libcmocka-dev jq                        # unit tests; CLI tests read JSON lines with jq
+  libpq-dev libmariadb-dev                # database connectors
+  libcurl4-openssl-dev                     # the http connector
+  postgresql mariadb-server mariadb-client # throwaway servers for tests and the demo
+  libcmocka-dev jq graphviz               # unit tests; CLI tests (jq, dot -Tsvg)
   clang libclang-rt-14-dev                # fuzz targets (libFuzzer)
   nodejs npm time                         # benchmarks: the npm reference peer, GNU time
 )
