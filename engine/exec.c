@@ -31,6 +31,40 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Live process groups, for exec_kill_all() from a signal handler: a slot holds a
+ * child's pid (= its group id) from the spawn until just before the child is reaped,
+ * while the zombie still reserves the id, so the handler never signals a reused id. */
+#define LIVE_MAX 4096
+static _Atomic pid_t live_groups[LIVE_MAX];
+
+static void live_add(pid_t pid)
+{
+    for (int i = 0; i < LIVE_MAX; i++) {
+        pid_t expect = 0;
+        if (atomic_compare_exchange_strong(&live_groups[i], &expect, pid))
+            return;
+    }
+    /* more than LIVE_MAX programs at once: the last resort below just misses this one */
+}
+
+static void live_remove(pid_t pid)
+{
+    for (int i = 0; i < LIVE_MAX; i++) {
+        pid_t expect = pid;
+        if (atomic_compare_exchange_strong(&live_groups[i], &expect, 0))
+            return;
+    }
+}
+
+void exec_kill_all(void)
+{
+    for (int i = 0; i < LIVE_MAX; i++) {
+        pid_t pid = atomic_load(&live_groups[i]);
+        if (pid > 0)
+            kill(-pid, SIGKILL);
+    }
+}
+
 #define DEFAULT_MAX_STDOUT ((size_t)64 << 20)
 #define DEFAULT_GRACE_MS 2000
 #define TICK_MS 50             /* longest sleep between two looks at *cancel */
@@ -350,40 +384,6 @@ static void read_stderr(run *r)
             return;
         close_fd(&r->err_fd);
         return;
-    }
-}
-
-/* Live process groups, for exec_kill_all() from a signal handler: a slot holds a
- * child's pid (= its group id) from the spawn until just before the child is reaped,
- * while the zombie still reserves the id, so the handler never signals a reused id. */
-#define LIVE_MAX 4096
-static _Atomic pid_t live_groups[LIVE_MAX];
-
-static void live_add(pid_t pid)
-{
-    for (int i = 0; i < LIVE_MAX; i++) {
-        pid_t expect = 0;
-        if (atomic_compare_exchange_strong(&live_groups[i], &expect, pid))
-            return;
-    }
-    /* more than LIVE_MAX programs at once: the last resort below just misses this one */
-}
-
-static void live_remove(pid_t pid)
-{
-    for (int i = 0; i < LIVE_MAX; i++) {
-        pid_t expect = pid;
-        if (atomic_compare_exchange_strong(&live_groups[i], &expect, 0))
-            return;
-    }
-}
-
-void exec_kill_all(void)
-{
-    for (int i = 0; i < LIVE_MAX; i++) {
-        pid_t pid = atomic_load(&live_groups[i]);
-        if (pid > 0)
-            kill(-pid, SIGKILL);
     }
 }
 

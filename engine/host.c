@@ -379,6 +379,11 @@ static int h_stage_read_row(etl_stage_reader *r, const char *const **out_fields,
     return stage_reader_row((stage_reader *)r, out_fields, out_lens, out_n, err);
 }
 
+static long h_stage_read_bytes(etl_stage_reader *r, char *buf, size_t cap, etl_error *err)
+{
+    return (long)stage_reader_read((stage_reader *)r, buf, cap, err);
+}
+
 static void h_stage_read_close(etl_stage_reader *r) { stage_reader_close((stage_reader *)r); }
 
 static etl_csv_reader *h_csv_open(const char *path, char delimiter, char quote,
@@ -445,6 +450,7 @@ static const etl_host services = {
     .stage_read_open = h_stage_read_open,
     .stage_read_manifest = h_stage_read_manifest,
     .stage_read_row = h_stage_read_row,
+    .stage_read_bytes = h_stage_read_bytes,
     .stage_read_close = h_stage_read_close,
     .csv_open = h_csv_open,
     .csv_row = h_csv_row,

@@ -82,13 +82,13 @@ bool compile_string(compile_ctx *cc, const doc_node *node, const char *field, co
     return true;
 }
 
-bool compile_uint(compile_ctx *cc, const doc_node *node, const char *field, int64_t max,
-                  int64_t *out)
+bool compile_int(compile_ctx *cc, const doc_node *node, const char *field, int64_t min,
+                 int64_t max, int64_t *out)
 {
-    if (!json_is_integer(node->json) || json_integer_value(node->json) < 0 ||
+    if (!json_is_integer(node->json) || json_integer_value(node->json) < min ||
         json_integer_value(node->json) > max) {
-        diag_add(cc->d, node->pos, "'%s' must be an integer from 0 to %lld", field,
-                 (long long)max);
+        diag_add(cc->d, node->pos, "'%s' must be an integer from %lld to %lld", field,
+                 (long long)min, (long long)max);
         return false;
     }
     *out = json_integer_value(node->json);
@@ -236,16 +236,13 @@ static bool compile_retry(compile_ctx *cc, state *st, const doc_node *n)
         const doc_node *f;
         int64_t iv;
         if ((f = doc_get(r, "IntervalSeconds"))) {
-            if (compile_uint(cc, f, "IntervalSeconds", 99999999, &iv) && iv >= 1)
+            if (compile_int(cc, f, "IntervalSeconds", 1, 99999999, &iv))
                 rt->interval_s = (double)iv;
-            else {
-                if (json_is_integer(f->json) && json_integer_value(f->json) == 0)
-                    diag_add(cc->d, f->pos, "'IntervalSeconds' must be at least 1");
+            else
                 ok = false;
-            }
         }
         if ((f = doc_get(r, "MaxAttempts"))) {
-            if (compile_uint(cc, f, "MaxAttempts", 99999999, &iv))
+            if (compile_int(cc, f, "MaxAttempts", 0, 99999999, &iv))
                 rt->max_attempts = (int)iv;
             else
                 ok = false;
@@ -254,13 +251,10 @@ static bool compile_retry(compile_ctx *cc, state *st, const doc_node *n)
             ok &= compile_number(cc, f, "BackoffRate", 1.0, &rt->backoff);
         }
         if ((f = doc_get(r, "MaxDelaySeconds"))) {
-            if (compile_uint(cc, f, "MaxDelaySeconds", 31622400, &iv) && iv >= 1)
+            if (compile_int(cc, f, "MaxDelaySeconds", 1, 31622400, &iv))
                 rt->max_delay_s = (double)iv;
-            else {
-                if (json_is_integer(f->json) && json_integer_value(f->json) == 0)
-                    diag_add(cc->d, f->pos, "'MaxDelaySeconds' must be at least 1");
+            else
                 ok = false;
-            }
         }
         if ((f = doc_get(r, "JitterStrategy"))) {
             const char *js;
@@ -465,6 +459,16 @@ static machine *compile_machine(compile_ctx *cc, const doc_node *node, machine *
         return m;
     }
     check_fields(cc, node, top ? top_fields : machine_fields, label);
+    const doc_node *n;
+    if ((n = doc_get(node, "Comment")) && !json_is_string(n->json))
+        diag_add(cc->d, n->pos, "'Comment' must be a string");
+    if ((n = doc_get(node, "Version")) &&
+        !(json_is_string(n->json) && strcmp(json_string_value(n->json), "1.0") == 0))
+        diag_add(cc->d, n->pos, "'Version' must be \"1.0\" (the only ASL version)");
+    if ((n = doc_get(node, "ProcessorConfig")) &&
+        !(parent_state && parent_state->type == ST_MAP))
+        diag_add(cc->d, doc_member_get(node, "ProcessorConfig")->key_pos,
+                 "'ProcessorConfig' belongs in a Map state's ItemProcessor only");
     const doc_node *states = doc_get(node, "States");
     const doc_node *start = doc_get(node, "StartAt");
     if (!states) {
@@ -620,10 +624,8 @@ pipeline *pipeline_compile(const doc *dc, diag *d)
     }
     if ((n = doc_get(root, "TimeoutSeconds"))) {
         int64_t v;
-        if (compile_uint(&cc, n, "TimeoutSeconds", 99999999, &v) && v > 0)
+        if (compile_int(&cc, n, "TimeoutSeconds", 1, 99999999, &v))
             pl->timeout_s = (double)v;
-        else if (json_is_integer(n->json) && json_integer_value(n->json) == 0)
-            diag_add(d, n->pos, "'TimeoutSeconds' must be a positive integer");
     }
     if ((n = doc_get(root, "Comment")) && json_is_string(n->json))
         pl->comment = strdup(json_string_value(n->json));

@@ -322,10 +322,10 @@ int main(int argc, char **argv)
             printf("etlrun %s\n", ETLRUN_VERSION);
             return EXIT_OK;
         default:
-            if (optopt)
+            if (optopt > 0 && optopt < 256)
                 fprintf(stderr, "etlrun: invalid option '-%c'\n", optopt);
             else
-                fprintf(stderr, "etlrun: unknown option '%s' (or it lacks its value)\n",
+                fprintf(stderr, "etlrun: option '%s' is unknown or lacks its value\n",
                         argv[optind - 1]);
             fputs("Try 'etlrun --help'.\n", stderr);
             return EXIT_USAGE;

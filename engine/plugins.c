@@ -15,9 +15,6 @@
 
 #include "host.h"
 
-extern const etl_connector *etl_builtin_file(void) __attribute__((weak));
-extern const etl_connector *etl_builtin_http(void) __attribute__((weak));
-
 #ifndef ETLRUN_PLUGIN_DIR
 #define ETLRUN_PLUGIN_DIR "/usr/local/lib/etlrun/plugins"
 #endif
@@ -57,11 +54,10 @@ registry *registry_new(void)
     registry *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    /* TEMPORARY-WEAK: until connectors land */
-    if (etl_builtin_file)
-        add(r, etl_builtin_file(), NULL, NULL);
-    if (etl_builtin_http)
-        add(r, etl_builtin_http(), NULL, NULL);
+    add(r, etl_builtin_file(), NULL, NULL);
+    add(r, etl_builtin_http(), NULL, NULL);
+    add(r, etl_builtin_postgres(), NULL, NULL);
+    add(r, etl_builtin_mysql(), NULL, NULL);
     return r;
 }
 

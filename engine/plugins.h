@@ -16,6 +16,8 @@
 /* Built-in connectors, each defined in its connectors/NAME/ folder. */
 const etl_connector *etl_builtin_file(void);
 const etl_connector *etl_builtin_http(void);
+const etl_connector *etl_builtin_postgres(void);
+const etl_connector *etl_builtin_mysql(void);
 
 typedef struct registry registry;
 

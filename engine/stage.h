@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <etlrun/error.h>
 
@@ -71,6 +72,11 @@ const json_t *stage_reader_manifest(const stage_reader *r);
  * manifest's columns. */
 int stage_reader_row(stage_reader *r, const char *const **out_fields, const size_t **out_lens,
                      size_t *out_n, etl_error *err);
+/* Raw bytes of the records (everything after the header line), for loaders whose bulk
+ * format is the staged CSV itself (PostgreSQL COPY ... FORMAT csv). Returns the number
+ * of bytes read, 0 at the end, -1 on an I/O error. Do not mix with stage_reader_row on
+ * one reader. (The whole file's size and CRC were verified by open.) */
+ssize_t stage_reader_read(stage_reader *r, char *buf, size_t cap, etl_error *err);
 void stage_reader_close(stage_reader *r);
 
 /* --- general CSV reading (the staged-file reader is built on it; the host offers it to
@@ -90,11 +96,16 @@ csv_reader *csv_reader_open(const char *path, const csv_dialect *d, etl_error *e
 /* 1 = a record (fields valid until the next call), 0 = end of file, -1 = malformed
  * (an unterminated quote, a quote inside an unquoted field, text after a closing quote,
  * a record over max_record): err names the file, the line and the problem. A final
- * record without a newline is a record. Blank lines are records with one empty field. */
+ * record without a newline is a record. Blank lines are records with one empty field.
+ * Each non-NULL field is also followed by a NUL byte (not counted in its length). */
 int csv_reader_row(csv_reader *r, const char *const **out_fields, const size_t **out_lens,
                    size_t *out_n, etl_error *err);
 /* Line number (from 1) where the last returned record started. */
 uint64_t csv_reader_line(const csv_reader *r);
+/* The file's bytes after the last record returned, unparsed (stage_reader_read is built
+ * on it): up to cap bytes into buf, 0 at the end, -1 on a read error (Etl.StagingFailed).
+ * csv_reader_row must not be called after it. */
+ssize_t csv_reader_read(csv_reader *r, char *buf, size_t cap, etl_error *err);
 void csv_reader_close(csv_reader *r);
 
 #endif

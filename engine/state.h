@@ -83,7 +83,8 @@ state *compile_resolve(compile_ctx *cc, state *st, const char *name, doc_pos pos
 /* The pipeline being compiled (its connections and connector registry). */
 pipeline *compile_pipeline(compile_ctx *cc);
 /* A non-negative integer / number field helpers; report at the node. */
-bool compile_uint(compile_ctx *cc, const doc_node *node, const char *field, int64_t max,
+bool compile_int(compile_ctx *cc, const doc_node *node, const char *field, int64_t min,
+                 int64_t max,
                   int64_t *out);
 bool compile_number(compile_ctx *cc, const doc_node *node, const char *field, double min,
                     double *out);

@@ -90,9 +90,9 @@ static bool compile(state *st, const doc_node *def, compile_ctx *cc)
         im->processor = compile_submachine(cc, m->value, st, label);
     }
     if ((n = doc_get(def, "MaxConcurrency")))
-        ok &= compile_uint(cc, n, "MaxConcurrency", INT32_MAX, &im->max_concurrency);
+        ok &= compile_int(cc, n, "MaxConcurrency", 0, INT32_MAX, &im->max_concurrency);
     if ((n = doc_get(def, "ToleratedFailureCount"))) {
-        ok &= compile_uint(cc, n, "ToleratedFailureCount", INT32_MAX, &im->tol_count);
+        ok &= compile_int(cc, n, "ToleratedFailureCount", 0, INT32_MAX, &im->tol_count);
         im->has_tolerance = true;
     }
     if ((n = doc_get(def, "ToleratedFailurePercentage"))) {

@@ -166,13 +166,10 @@ static bool compile(state *st, const doc_node *def, compile_ctx *cc)
     }
     if ((n = doc_get(def, "TimeoutSeconds"))) {
         int64_t v;
-        if (compile_uint(cc, n, "TimeoutSeconds", 99999999, &v) && v > 0)
+        if (compile_int(cc, n, "TimeoutSeconds", 1, 99999999, &v))
             im->timeout_s = (double)v;
-        else {
-            if (json_is_integer(n->json) && json_integer_value(n->json) == 0)
-                diag_add(d, n->pos, "'TimeoutSeconds' must be a positive integer");
+        else
             ok = false;
-        }
     }
     const doc_node *cmd = doc_get(def, "Command");
     if (rs && strcmp(rs, "exec") == 0) {

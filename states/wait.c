@@ -46,7 +46,7 @@ static bool compile(state *st, const doc_node *def, compile_ctx *cc)
     bool ok = count == 1;
     const doc_node *n;
     if ((n = doc_get(def, "Seconds")))
-        ok &= compile_uint(cc, n, "Seconds", 99999999, &im->seconds);
+        ok &= compile_int(cc, n, "Seconds", 0, 99999999, &im->seconds);
     if ((n = doc_get(def, "SecondsPath")))
         ok &= compile_refpath(cc, n, "SecondsPath", &im->seconds_path);
     if ((n = doc_get(def, "TimestampPath")))

@@ -212,6 +212,10 @@ typedef struct etl_host {
      * call, NULL field = SQL NULL. Returns 1 for a row, 0 at the end, -1 on error. */
     int (*stage_read_row)(etl_stage_reader *r, const char *const **out_fields,
                           const size_t **out_lens, size_t *out_n, etl_error *err);
+    /* The raw CSV bytes of the records (after the header line), for a loader whose bulk
+     * format is the staged CSV itself (PostgreSQL COPY FORMAT csv). Returns bytes read
+     * (up to cap), 0 at the end, -1 on error. Not to be mixed with stage_read_row. */
+    long (*stage_read_bytes)(etl_stage_reader *r, char *buf, size_t cap, etl_error *err);
     void (*stage_read_close)(etl_stage_reader *r);
 
     /* --- reading any CSV file (e.g. a file source): RFC 4180 with a chosen delimiter
@@ -282,6 +286,9 @@ typedef struct etl_connector {
     /* True when a pooled connection is still usable (e.g. after a server restart the
      * host closes and reopens). NULL = always usable. */
     bool (*alive)(const etl_host *host, etl_conn *conn);
+    /* Write a one-line description of the server behind conn into buf (e.g.
+     * "PostgreSQL 15.4"), for `etlrun check`. NULL = not supported. */
+    void (*server_version)(const etl_host *host, etl_conn *conn, char *buf, size_t len);
 
     const etl_action *actions; /* array ended by an entry whose name is NULL */
 } etl_connector;

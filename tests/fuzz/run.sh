@@ -7,9 +7,9 @@ cd "$(dirname "$0")/../.."
 secs=${1:-20}
 out=build-fuzz
 mkdir -p "$out"
-flags=(-std=c11 -D_GNU_SOURCE -DETLRUN_INTERNAL -g -O1 -fsanitize=fuzzer,address,undefined
+flags=($(pkg-config --cflags libmariadb libpq libcurl) -std=c11 -D_GNU_SOURCE -DETLRUN_INTERNAL -g -O1 -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -Iinclude -Iengine -Istates)
-libs=(-ljansson -lyaml -lcrypto -lm -lpthread)
+libs=(-ljansson -lyaml -lcrypto -lcurl -lpq -lmariadb -lm -lpthread)
 # everything but the CLI's main
 mapfile -t srcs < <(ls engine/*.c states/*.c connectors/*/*.c | grep -v '^engine/main.c$')
 echo '#define ETLRUN_VERSION "fuzz"' > "$out/version.h"
