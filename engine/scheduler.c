@@ -378,6 +378,8 @@ static void frame_unlink(frame *f)
 
 static void frame_cancel(frame *f);
 static void frame_try_finalize_cancelled(frame *f);
+static void unqueue_cancelled(run *r, work *w);
+static void work_done(work *w, void *arg);
 
 static void work_cancel(work *w)
 {
@@ -458,8 +460,11 @@ static void frame_cancel(frame *f)
         return;
     f->cancelled = true;
     timer_clear(f);
-    if (f->work)
+    if (f->work) {
         work_cancel(f->work);
+        if (f->work->waiting_slot)
+            unqueue_cancelled(f->r, f->work);
+    }
     for (frame *c = f->first_child; c; c = c->next_sibling)
         frame_cancel(c);
     frame_try_finalize_cancelled(f);
@@ -659,7 +664,10 @@ void sched_fail(frame *f, const etl_error *err_in)
                          json_pack("{s:s,s:s,s:i,s:f}", "error", err.name, "cause", err.cause,
                                    "attempt", att[i], "delaySeconds", delay));
         sched_set_scratch(f, NULL, NULL);
-        timer_set(f, sched_now_ns() + (int64_t)(delay * 1e9), TK_RETRY);
+        /* BackoffRate is unbounded: past ~292 years (int64_t)(delay * 1e9) overflows and
+         * the retry would run at once. A delay capped at ~31 years is still "never". */
+        int64_t delay_ns = delay < 1e9 ? (int64_t)(delay * 1e9) : 1000000000000000000LL;
+        timer_set(f, sched_now_ns() + delay_ns, TK_RETRY);
         return;
     }
     for (size_t i = 0; i < st->n_catch; i++) {
@@ -759,6 +767,7 @@ void sched_submit(frame *f, work *w, double timeout_s)
         int i = w->conn_slot - 1;
         if (r->slot_used[i] >= r->pl->conns[i].max_connections) {
             /* limits queue, they do not fail: wait here, holding no worker */
+            w->waiting_slot = true;
             w->next = NULL;
             if (r->slot_tail[i])
                 r->slot_tail[i]->next = w;
@@ -768,8 +777,31 @@ void sched_submit(frame *f, work *w, double timeout_s)
             return;
         }
         r->slot_used[i]++;
+        w->holds_slot = true;
     }
     pool_submit(r->pool, w);
+}
+
+/* A cancelled work still waiting for a connection slot completes at once (as
+ * cancelled) instead of waiting for a slot it no longer needs. */
+static void unqueue_cancelled(run *r, work *w)
+{
+    int i = w->conn_slot - 1;
+    work **pp = &r->slot_head[i], *prev = NULL;
+    while (*pp && *pp != w) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = w->next;
+    if (r->slot_tail[i] == w)
+        r->slot_tail[i] = prev;
+    w->next = NULL;
+    w->waiting_slot = false;
+    w->status = etl_fail(&w->err, ETL_ECANCELLED, "States.Cancelled",
+                         "cancelled while waiting for a connection");
+    work_done(w, r); /* through the completion queue, like any finished work */
 }
 
 /* A work holding a connection slot finished: hand the slot to the next waiter. */
@@ -785,7 +817,9 @@ static void release_slot(run *r, int slot)
     if (!r->slot_head[i])
         r->slot_tail[i] = NULL;
     w->next = NULL;
-    pool_submit(r->pool, w); /* the slot passes on; a cancelled waiter completes at once */
+    w->waiting_slot = false;
+    w->holds_slot = true;
+    pool_submit(r->pool, w); /* the slot passes on */
 }
 
 static void handle_completion(run *r, work *w)
@@ -793,7 +827,7 @@ static void handle_completion(run *r, work *w)
     frame *f = w->owner;
     r->in_flight--;
     f->work = NULL;
-    if (w->conn_slot > 0)
+    if (w->holds_slot)
         release_slot(r, w->conn_slot);
     if (f->timer_kind == TK_TIMEOUT)
         timer_clear(f);

@@ -128,6 +128,8 @@ struct work {
     /* scheduler-private */
     frame *owner;
     bool timed_out;
+    bool waiting_slot;         /* queued for a connection slot, not yet on the pool */
+    bool holds_slot;           /* submitted to the pool with a connection slot */
     work *next;
 };
 /* Submit w on behalf of f; at most one work per frame at a time. The state's

@@ -75,7 +75,9 @@ static void wait_until_wall(frame *f, ts_instant when)
 {
     ts_instant now = ts_now();
     double delta = (double)(when.sec - now.sec) + (when.nsec - now.nsec) / 1e9;
-    int64_t ns = delta > 0 ? (int64_t)(delta * 1e9) : 0;
+    /* Capped at ~31 years: past ~292 years the conversion to int64 nanoseconds
+     * overflows, and a Wait until year 9999 ended at once. */
+    int64_t ns = delta <= 0 ? 0 : delta < 1e9 ? (int64_t)(delta * 1e9) : 1000000000000000000LL;
     sched_timer(f, sched_now_ns() + ns);
 }
 
