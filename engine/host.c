@@ -111,6 +111,7 @@ void host_task_init(etl_task *t, const char *state, const char *key, const char 
     t->key = key ? key : "";
     t->conn_name = conn_name ? conn_name : "";
     t->stage_dir = stage_dir ? stage_dir : ".";
+    t->base_dir = ".";
     t->attempt = attempt;
     t->cancel = cancel;
     pthread_mutex_init(&t->mu, NULL);
@@ -158,6 +159,7 @@ static void h_progress(etl_task *t, uint64_t rows, uint64_t bytes)
 static const char *h_task_state(etl_task *t) { return t->state; }
 static const char *h_task_key(etl_task *t) { return t->key; }
 static int h_task_attempt(etl_task *t) { return t->attempt; }
+static const char *h_task_base_dir(etl_task *t) { return t->base_dir; }
 
 static double h_task_time_left(etl_task *t)
 {
@@ -450,7 +452,6 @@ static const etl_host services = {
     .stage_read_open = h_stage_read_open,
     .stage_read_manifest = h_stage_read_manifest,
     .stage_read_row = h_stage_read_row,
-    .stage_read_bytes = h_stage_read_bytes,
     .stage_read_close = h_stage_read_close,
     .csv_open = h_csv_open,
     .csv_row = h_csv_row,
@@ -458,6 +459,8 @@ static const etl_host services = {
     .csv_close = h_csv_close,
     .alloc = malloc,
     .free = free,
+    .stage_read_bytes = h_stage_read_bytes,
+    .task_base_dir = h_task_base_dir,
 };
 
 const etl_host *host_services(void) { return &services; }

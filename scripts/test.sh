@@ -19,11 +19,11 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_retur
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest -j"$((jobs * 2))" --output-on-failure --timeout 120)
 
-echo "== TSan build and executor tests" >&2
+echo "== TSan build: executor tests and the conformance suite" >&2
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DETL_SANITIZE=thread >/dev/null
 cmake --build build-tsan -j"$jobs" >/dev/null
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-(cd build-tsan && ctest -L executor --output-on-failure --timeout 300)
+(cd build-tsan && ctest -j"$((jobs * 2))" -L 'executor|conformance' --output-on-failure --timeout 300)
 
 echo "== fuzz targets (libFuzzer, ${ETL_FUZZ_SECONDS:-20} s each)" >&2
 "$root/tests/fuzz/run.sh" "${ETL_FUZZ_SECONDS:-20}"

@@ -306,6 +306,7 @@ static void enter_connector(state *st, frame *f, json_t *effective)
     host_task_init(&cw->task, st->name, cw->key,
                    im->conn_index >= 0 ? pl->conns[im->conn_index].name : "",
                    sched_stage_dir(f), sched_attempt(f), &cw->w.cancel);
+    cw->task.base_dir = pl->dir;
     sched_submit(f, &cw->w, im->timeout_s);
 }
 

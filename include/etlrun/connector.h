@@ -212,10 +212,6 @@ typedef struct etl_host {
      * call, NULL field = SQL NULL. Returns 1 for a row, 0 at the end, -1 on error. */
     int (*stage_read_row)(etl_stage_reader *r, const char *const **out_fields,
                           const size_t **out_lens, size_t *out_n, etl_error *err);
-    /* The raw CSV bytes of the records (after the header line), for a loader whose bulk
-     * format is the staged CSV itself (PostgreSQL COPY FORMAT csv). Returns bytes read
-     * (up to cap), 0 at the end, -1 on error. Not to be mixed with stage_read_row. */
-    long (*stage_read_bytes)(etl_stage_reader *r, char *buf, size_t cap, etl_error *err);
     void (*stage_read_close)(etl_stage_reader *r);
 
     /* --- reading any CSV file (e.g. a file source): RFC 4180 with a chosen delimiter
@@ -234,6 +230,16 @@ typedef struct etl_host {
     /* --- memory --- */
     void *(*alloc)(size_t n);
     void (*free)(void *p);
+
+    /* The raw CSV bytes of a staged file's records (after the header line), for a
+     * loader whose bulk format is the staged CSV itself (PostgreSQL COPY FORMAT csv).
+     * Returns bytes read (up to cap), 0 at the end, -1 on error. Not to be mixed with
+     * stage_read_row on one reader. */
+    long (*stage_read_bytes)(etl_stage_reader *r, char *buf, size_t cap, etl_error *err);
+
+    /* The directory of the pipeline file (absolute), against which a connector resolves
+     * relative file paths written in the pipeline. Valid as long as the task. */
+    const char *(*task_base_dir)(etl_task *task);
 } etl_host;
 
 /* Flags of an action. */
