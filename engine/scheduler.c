@@ -122,7 +122,13 @@ int64_t sched_now_ns(void)
 
 /* ---------- history ---------- */
 
-static bool history_on(run *r) { return r->opt->history != NULL; }
+/* Events are built only when someone reads them: the history file or an observer. */
+static bool history_on(run *r) { return r->opt->history != NULL || r->opt->observe != NULL; }
+/* StateEntered/StateExited, one per transition: only when asked for. */
+static bool state_events_on(run *r)
+{
+    return r->opt->history != NULL || (r->opt->observe && r->opt->observe_states);
+}
 
 static void history_emit(run *r, frame *f, const char *type, json_t *details)
 {
@@ -143,8 +149,14 @@ static void history_emit(run *r, frame *f, const char *type, json_t *details)
     if (details)
         json_object_update(ev, details);
     json_decref(details);
-    jsontext_dumpf(ev, r->opt->history);
-    fputc('\n', r->opt->history);
+    if (r->opt->history) {
+        jsontext_dumpf(ev, r->opt->history);
+        fputc('\n', r->opt->history);
+    }
+    if (r->opt->observe &&
+        (r->opt->observe_states ||
+         (strcmp(type, "StateEntered") != 0 && strcmp(type, "StateExited") != 0)))
+        r->opt->observe(r->opt->observe_arg, ev);
     json_decref(ev);
 }
 
@@ -539,7 +551,7 @@ static json_t *apply_result_path(frame *f, const opt_path *rp, json_t *result, e
 static void transition(frame *f, state *next, json_t *output)
 {
     run *r = f->r;
-    if (history_on(r))
+    if (state_events_on(r))
         history_emit(r, f, "StateExited", json_pack("{s:O}", "output", output));
     leave_state(f);
     if (!next) {
@@ -729,7 +741,7 @@ static void enter_state(frame *f)
     size_t nr = st->n_retry;
     if (nr > sizeof f->attempts / sizeof f->attempts[0])
         f->attempts_big = calloc(nr, sizeof(int));
-    if (history_on(r))
+    if (state_events_on(r))
         history_emit(r, f, "StateEntered", json_pack("{s:s,s:O}", "stateType",
                                                      st->ops->type_name, "input", f->input));
     run_state(f);
@@ -843,11 +855,26 @@ static void handle_completion(run *r, work *w)
         w->status = ETL_ETIMEOUT;
     }
     if (history_on(r)) {
-        if (w->status == ETL_OK)
-            history_emit(r, f, "TaskSucceeded", json_pack("{s:O}", "output", w->result));
-        else
-            history_emit(r, f, w->status == ETL_ETIMEOUT ? "TaskTimedOut" : "TaskFailed",
-                         error_details(&w->err));
+        json_t *d = w->status == ETL_OK ? json_pack("{s:O}", "output", w->result)
+                                        : error_details(&w->err);
+        int64_t started = atomic_load(&w->started_ns);
+        if (started)
+            json_object_set_new(d, "durationMs",
+                                json_integer((sched_now_ns() - started) / 1000000));
+        json_object_set_new(d, "attempt", json_integer(f->retry_count + 1));
+        if (w->key)
+            json_object_set_new(d, "key", json_string(w->key));
+        if (w->conn_name && *w->conn_name)
+            json_object_set_new(d, "connection", json_string(w->conn_name));
+        if (w->rows || w->bytes) {
+            json_object_set_new(d, "rows", json_integer((json_int_t)w->rows));
+            json_object_set_new(d, "bytes", json_integer((json_int_t)w->bytes));
+        }
+        history_emit(r, f,
+                     w->status == ETL_OK ? "TaskSucceeded"
+                     : w->status == ETL_ETIMEOUT ? "TaskTimedOut"
+                                                  : "TaskFailed",
+                     d);
     }
     f->cur->ops->on_work(f->cur, f, w);
     w->destroy(w);

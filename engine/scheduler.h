@@ -23,6 +23,13 @@ typedef struct sched_options {
     int wake_fd;                  /* readable when a signal arrived; -1 = none */
     volatile sig_atomic_t *signo; /* the signal number set by the handler, or NULL */
     const char *stage_dir;        /* --stage-dir; NULL = staging.dir, else a default */
+    /* Called on the scheduler thread with every event as written to the history (a
+     * borrowed JSON object: id, timestamp, type, state, ...). StateEntered/StateExited,
+     * one per transition, are included only with observe_states (they cost a JSON
+     * object each). Logging, progress and summaries are built on this. */
+    void (*observe)(void *arg, const json_t *event);
+    void *observe_arg;
+    bool observe_states;
 } sched_options;
 
 typedef struct sched_outcome {

@@ -125,6 +125,11 @@ struct work {
     /* A connection slot: pipeline connection index + 1, 0 = none. The scheduler runs
      * at most max_connections works of one connection at once; the others wait. */
     int conn_slot;
+    /* For events and summaries, set by the work's owner: the task's key (NULL = none)
+     * and connection name, and by run(): rows and bytes moved. */
+    const char *key;
+    const char *conn_name;
+    uint64_t rows, bytes;
     /* scheduler-private */
     frame *owner;
     bool timed_out;

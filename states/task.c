@@ -243,6 +243,8 @@ static etl_status run_connector(work *w)
     st = im->action->run(host_services(), &cw->task, conn, host_wrap(cw->params), &result,
                          &w->err);
     host_task_done(&cw->task);
+    w->rows = atomic_load(&cw->task.rows);
+    w->bytes = atomic_load(&cw->task.bytes);
     if (conn)
         /* a failed or cancelled action may have left the connection mid-protocol */
         connpool_release(cw->pool, im->conn_index, conn,
@@ -307,6 +309,8 @@ static void enter_connector(state *st, frame *f, json_t *effective)
                    im->conn_index >= 0 ? pl->conns[im->conn_index].name : "",
                    sched_stage_dir(f), sched_attempt(f), &cw->w.cancel);
     cw->task.base_dir = pl->dir;
+    cw->w.key = cw->key[0] ? cw->key : NULL;
+    cw->w.conn_name = cw->task.conn_name;
     sched_submit(f, &cw->w, im->timeout_s);
 }
 
