@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "jsontext.h"
+#include "log.h"
 #include "path.h"
 #include "stage.h"
 #include "version.h"
@@ -32,20 +33,17 @@ static etl_status h_fail(etl_error *err, etl_status status, const char *name, bo
 
 static void h_log(etl_task *task, etl_log_level level, const char *fmt, ...)
 {
-    static const char *const names[] = {"error", "warning", "info", "debug"};
+    if (!log_enabled(level))
+        return; /* skip the formatting */
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    /* one fprintf per line: stdio locks the stream, so lines never interleave */
     if (task)
-        fprintf(stderr, "etlrun: %s: state '%s'%s%s%s%s%s: %s\n",
-                names[level <= ETL_LOG_DEBUG ? level : ETL_LOG_DEBUG], task->state,
-                task->key[0] ? ", key '" : "", task->key, task->key[0] ? "'" : "",
-                task->conn_name[0] ? ", connection " : "", task->conn_name, msg);
+        log_msg(level, task->state, task->key, task->conn_name, "%s", msg);
     else
-        fprintf(stderr, "etlrun: %s: %s\n", names[level <= ETL_LOG_DEBUG ? level : 3], msg);
+        log_msg(level, NULL, NULL, NULL, "%s", msg);
 }
 
 /* ---------- validate-time checks ---------- */
@@ -341,7 +339,8 @@ static etl_stage_writer *h_stage_open(etl_task *task, const etl_column *cols, si
     /* named by state, key and attempt, so a retry never appends to a failed attempt's
      * file and an operator can tell the files apart */
     char name[512];
-    snprintf(name, sizeof name, "%s%s%s-a%d%s%s.csv", task->state, task->key[0] ? "-" : "",
+    /* the writer adds ".csv" */
+    snprintf(name, sizeof name, "%s%s%s-a%d%s%s", task->state, task->key[0] ? "-" : "",
              task->key, task->attempt, name_hint ? "-" : "", name_hint ? name_hint : "");
     return (etl_stage_writer *)stage_writer_open(task->stage_dir, name,
                                                  (const stage_column *)cols, n_cols, err);

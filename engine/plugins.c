@@ -122,7 +122,8 @@ static int check_connector(const etl_connector *c, void (*report)(void *, const 
         return errors;
     }
     size_t n = 0;
-    for (const etl_action *a = c->actions; a->name || a->struct_size; a++, n++) {
+    /* the table ends at the first entry whose name is NULL, as the header says */
+    for (const etl_action *a = c->actions; a->name; a++, n++) {
         if (n > 1000) {
             REPORT("the action table has no end: its last entry must have name NULL");
             return errors;
@@ -131,11 +132,6 @@ static int check_connector(const etl_connector *c, void (*report)(void *, const 
             REPORT("action %zu ('%s'): struct_size %u is smaller than etl_action version 1 "
                    "(%zu bytes)", n + 1, a->name ? a->name : "(null)", a->struct_size,
                    (size_t)ACTION_V1_SIZE);
-            continue;
-        }
-        if (!a->name) {
-            REPORT("action %zu has no name (the table ends with an entry whose name and "
-                   "struct_size are both 0)", n + 1);
             continue;
         }
         if (!valid_name(a->name))

@@ -11,7 +11,6 @@ pkgs=(
   postgresql mariadb-server mariadb-client # throwaway servers for tests and the demo
   libcmocka-dev jq graphviz               # unit tests; CLI tests (jq, dot -Tsvg)
   clang libclang-rt-14-dev                # fuzz targets (libFuzzer)
-  nodejs npm time                         # benchmarks: the npm reference peer, GNU time
 )
 
 missing=()

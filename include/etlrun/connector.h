@@ -171,7 +171,8 @@ typedef struct etl_host {
     etl_json *(*json_new_string)(const char *s, size_t len); /* copies; must be UTF-8 */
     etl_json *(*json_new_array)(void);
     etl_json *(*json_new_object)(void);
-    /* Steal value into obj[key] / the end of arr; -1 on failure (value is freed). */
+    /* Steal value into obj[key] / the end of arr; -1 on failure (value is freed), and
+     * -1 for a NULL value (so json_set(o, k, json_new_x(...)) needs no NULL check). */
     int (*json_set)(etl_json *obj, const char *key, etl_json *value);
     int (*json_append)(etl_json *arr, etl_json *value);
     etl_json *(*json_incref)(etl_json *v);
@@ -181,7 +182,8 @@ typedef struct etl_host {
     /* Compact JSON text; free with host->free. */
     char *(*json_dump)(const etl_json *v, size_t *out_len);
 
-    /* --- JSONPath (the same syntax as pipeline paths: $.a.b, $['k'], $[0], $[*]) --- */
+    /* --- JSONPath: Reference Paths, as in InputPath ($.a.b, $['k'], $[0]): each selects
+     * at most one node; wildcards, slices and '..' are refused by path_compile --- */
     /* Compile; NULL with err filled on a syntax error. Free with path_free. */
     etl_path *(*path_compile)(const char *text, etl_error *err);
     /* The one node the path selects in root (borrowed), or NULL when missing. */
@@ -229,7 +231,7 @@ typedef struct etl_host {
 
     /* --- memory --- */
     void *(*alloc)(size_t n);
-    void (*free)(void *p);
+    void (*free)(void *p);   /* free(NULL) does nothing */
 
     /* The raw CSV bytes of a staged file's records (after the header line), for a
      * loader whose bulk format is the staged CSV itself (PostgreSQL COPY FORMAT csv).
