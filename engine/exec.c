@@ -205,6 +205,7 @@ static etl_status spawn_child(run *r, const exec_spec *spec, etl_error *err)
     sigaddset(&defs, SIGCHLD);
     sigaddset(&defs, SIGHUP);
     sigaddset(&defs, SIGQUIT);
+    sigaddset(&defs, SIGXFSZ); /* etlrun ignores it (to get EFBIG); programs must not */
     if ((rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                                 POSIX_SPAWN_SETSIGDEF)) != 0 ||
         (rc = posix_spawnattr_setpgroup(&at, 0)) != 0 ||

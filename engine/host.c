@@ -336,12 +336,20 @@ static etl_stage_writer *h_stage_open(etl_task *task, const etl_column *cols, si
                  task->stage_dir, strerror(errno));
         return NULL;
     }
-    /* named by state, key and attempt, so a retry never appends to a failed attempt's
-     * file and an operator can tell the files apart */
+    /* Named by state, key and attempt, so an operator can tell the files apart; the
+     * writer keeps only [A-Za-z0-9._-] of that, so keys such as "a%" and "a_" would
+     * meet in one name. A hash of the exact state, key, attempt and a per-process
+     * sequence number makes every file of a run distinct (duplicate keys in a Map
+     * included). The writer adds ".csv". */
+    static _Atomic uint64_t seq;
+    uint64_t n = atomic_fetch_add(&seq, 1);
+    uint32_t h = stage_crc32c(0, task->state, strlen(task->state) + 1);
+    h = stage_crc32c(h, task->key, strlen(task->key) + 1);
+    h = stage_crc32c(h, &task->attempt, sizeof task->attempt);
+    h = stage_crc32c(h, &n, sizeof n);
     char name[512];
-    /* the writer adds ".csv" */
-    snprintf(name, sizeof name, "%s%s%s-a%d%s%s", task->state, task->key[0] ? "-" : "",
-             task->key, task->attempt, name_hint ? "-" : "", name_hint ? name_hint : "");
+    snprintf(name, sizeof name, "%s%s%.80s-a%d-%08x%s%s", task->state, task->key[0] ? "-" : "",
+             task->key, task->attempt, h, name_hint ? "-" : "", name_hint ? name_hint : "");
     return (etl_stage_writer *)stage_writer_open(task->stage_dir, name,
                                                  (const stage_column *)cols, n_cols, err);
 }
