@@ -202,6 +202,8 @@ static void enter(state *st, frame *f, json_t *effective)
     map_run *mr = calloc(1, sizeof *mr);
     mr->items = items;
     mr->n = json_array_size(items);
+    if (sched_tracing(f))
+        sched_event(f, "MapStarted", json_pack("{s:I}", "items", (json_int_t)mr->n));
     mr->results = json_array();
     for (size_t i = 0; i < mr->n; i++)
         json_array_append_new(mr->results, json_null());

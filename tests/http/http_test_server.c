@@ -28,6 +28,10 @@
  *   /pages/cursor [n,per,pad,cursor]     {"data":[..],"meta":{"next_cursor":"c<i>"|null}}
  *   /pages/evil                          a next link to another host
  *   /pages/loop [cursor]                 always returns the same cursor
+ *   /ping/...             (notify's tests) records {method, path, raw_query,
+ *                         content_type, body} and answers 200 "OK"; a path containing
+ *                         "/hang" first waits 10 s (or until the client hangs up)
+ *   /pings                the recorded pings, a JSON array, oldest first
  * Record i (from 0): {"id":i, "name":"item-i", "big":9007199254740993+i, "score":i+0.5,
  * "active":i%2==0, "tags":["t",i], "note":null when i%3==0 else "say \"hi\", ok",
  * "pad":"x"*pad}. */
@@ -57,6 +61,7 @@ static int server_port;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static json_t *retry_counts; /* key -> count; guarded by mu */
+static json_t *pings;        /* the /ping/ requests received; guarded by mu */
 
 static long long now_s(void)
 {
@@ -380,6 +385,29 @@ static bool route(int fd, request *rq)
     }
     if (strncmp(p, "/pages/", 7) == 0)
         return route_pages(fd, rq);
+    if (strncmp(p, "/ping/", 6) == 0) {
+        json_t *ct = json_object_get(rq->headers, "content-type");
+        json_t *body = json_stringn(rq->body ? rq->body : "", rq->body_len);
+        json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:o}", "method", rq->method, "path",
+                                rq->path, "raw_query", rq->raw_query, "content_type",
+                                json_is_string(ct) ? json_string_value(ct) : "", "body",
+                                body ? body : json_string("<not utf-8>"));
+        pthread_mutex_lock(&mu);
+        json_array_append_new(pings, rec);
+        pthread_mutex_unlock(&mu);
+        if (strstr(p, "/hang")) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            if (poll(&pfd, 1, 10000) > 0)
+                return false;
+        }
+        return respond(fd, 200, "text/plain", NULL, "OK", 2);
+    }
+    if (strcmp(p, "/pings") == 0) {
+        pthread_mutex_lock(&mu);
+        json_t *copy = json_deep_copy(pings);
+        pthread_mutex_unlock(&mu);
+        return respond_json(fd, 200, NULL, copy);
+    }
     return respond(fd, 404, "text/plain", NULL, "not found", 9);
 }
 
@@ -490,6 +518,7 @@ int main(int argc, char **argv)
         return 0; /* the parent died before prctl */
     signal(SIGPIPE, SIG_IGN);
     retry_counts = json_object();
+    pings = json_array();
 
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
