@@ -48,6 +48,7 @@ bench_prepare() {
     "$BENCH_DIR/setup.sh" >&2 || { log "setup.sh failed"; exit 2; }
   fi
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/etlrun-bench.XXXXXX")
+  export ETLRUN_STATE_DIR=$WORK/state
   KEEP_WORK=0
   trap 'bench_cleanup' EXIT
 }

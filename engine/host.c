@@ -158,6 +158,7 @@ static const char *h_task_state(etl_task *t) { return t->state; }
 static const char *h_task_key(etl_task *t) { return t->key; }
 static int h_task_attempt(etl_task *t) { return t->attempt; }
 static const char *h_task_base_dir(etl_task *t) { return t->base_dir; }
+static bool h_task_keep_staged(etl_task *t) { return t->keep_staged; }
 
 static double h_task_time_left(etl_task *t)
 {
@@ -468,6 +469,7 @@ static const etl_host services = {
     .free = free,
     .stage_read_bytes = h_stage_read_bytes,
     .task_base_dir = h_task_base_dir,
+    .task_keep_staged = h_task_keep_staged,
 };
 
 const etl_host *host_services(void) { return &services; }

@@ -26,6 +26,7 @@ struct etl_task {
     const char *conn_name;    /* "" when no connection */
     const char *stage_dir;    /* where staged files go */
     const char *base_dir;     /* the pipeline file's directory ("." when unknown) */
+    bool keep_staged;         /* staging.keep of the pipeline */
     int attempt;              /* from 1 */
     int64_t deadline_ns;      /* CLOCK_MONOTONIC; 0 = none (set when the work starts) */
     atomic_int *cancel;       /* the work's cancel word */

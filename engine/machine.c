@@ -41,7 +41,8 @@ struct compile_ctx {
 
 static const char *const top_fields[] = {"StartAt", "States", "Comment", "Version",
                                          "TimeoutSeconds", "name", "connections",
-                                         "plugins", "staging", NULL};
+                                         "plugins", "staging", "retention", "notify",
+                                         NULL};
 static const char *const machine_fields[] = {"StartAt", "States", "Comment", "Version",
                                              "ProcessorConfig", NULL};
 
@@ -734,6 +735,7 @@ void pipeline_free(pipeline *pl)
     }
     free(pl->conns);
     free(pl->stage_dir);
+    free(pl->notify_url);
     registry_free(pl->reg); /* after the states: plugin code may run in their free */
     free(pl->file);
     free(pl->dir);

@@ -113,6 +113,10 @@ typedef struct pipeline {
     size_t n_conns;
     char *stage_dir;        /* staging.dir (absolute), NULL = the default */
     bool stage_keep;        /* staging.keep */
+    int keep_runs;          /* retention.keep: newest runs kept in the state dir (30) */
+    double keep_days;       /* retention.max_age_days: younger runs kept too; 0 = none */
+    char *notify_url;       /* notify.url, ${env:...} expanded; NULL = no pings */
+    double notify_timeout_s; /* notify.timeout_seconds (10) */
 } pipeline;
 
 /* Load, validate and compile a pipeline file. Every problem goes to d; returns NULL

@@ -1,28 +1,42 @@
-/* The etlrun command line: parse arguments, load and validate the pipeline, run it,
- * and map the outcome to an exit code. stdout carries only the final output JSON;
- * everything else goes to stderr. */
+/* The etlrun command line: parse arguments, load and validate the pipeline, run it in
+ * its run folder of the state directory under the pipeline's lock, and map the outcome
+ * to an exit code. stdout carries only the final output JSON (or what `runs` and `show`
+ * print); everything else goes to stderr: log lines, the summary, the failure line.
+ *
+ * The end of a run, in order: output on stdout, summary.json and meta.json in the run
+ * folder, the notify ping, pruning, then on stderr the summary and, last, the line
+ * "etlrun: execution failed: NAME: CAUSE" (tests and scripts read the last line). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "exec.h"
 #include "graph.h"
 #include "host.h"
 #include "jsontext.h"
+#include "log.h"
 #include "machine.h"
+#include "notify.h"
 #include "plugins.h"
+#include "report.h"
+#include "rundir.h"
 #include "scheduler.h"
+#include "timestamp.h"
 #include "version.h"
 
 enum {
     EXIT_OK = 0,
     EXIT_FAILED = 1,
     EXIT_USAGE = 2,
+    EXIT_CAUGHT = 3,    /* succeeded, but errors were caught (--strict) */
+    EXIT_LOCKED = 75,   /* EX_TEMPFAIL: another run holds the pipeline's lock */
     EXIT_SIGINT = 130,
     EXIT_SIGTERM = 143,
 };
@@ -32,29 +46,49 @@ static const char usage_text[] =
     "       etlrun validate PIPELINE           check a pipeline, run nothing\n"
     "       etlrun graph PIPELINE              print the state machine as Graphviz DOT\n"
     "       etlrun check PIPELINE              connect to every connection and report each\n"
+    "       etlrun runs PIPELINE               list the pipeline's past runs, newest last\n"
+    "       etlrun show RUN_ID [--history]     print a run's summary (and its events)\n"
     "       etlrun plugins                     list the connectors: built in and plugins\n"
     "       etlrun plugin check FILE.so        check a connector plugin against the interface\n"
     "       etlrun --help | --version\n"
     "\n"
     "PIPELINE is a YAML file, or a JSON file (name ending in .json) in the Amazon States\n"
-    "Language.\n"
+    "Language. For runs, PIPELINE may also be the pipeline's name.\n"
     "\n"
     "options of run:\n"
     "  --input JSON         the execution input (default {})\n"
     "  --input-file FILE    read the input from FILE ('-' for stdin)\n"
     "  --jobs N             worker threads for blocking Task work (default 8)\n"
-    "  --history FILE       append the execution's events to FILE, as JSON lines\n"
-    "  --name NAME          the execution name ($$.Execution.Name; default generated)\n"
+    "  --history FILE       also append the execution's events to FILE, as JSON lines\n"
+    "  --name NAME          the run id ($$.Execution.Name; default generated, sorts by time)\n"
     "  --stage-dir DIR      where staged files go (default: staging.dir of the pipeline,\n"
-    "                       else $TMPDIR/etlrun-UID/PIPELINE/NAME)\n"
+    "                       else the run folder's stage/)\n"
+    "  --state-dir DIR      the state directory (runs, locks); also for runs and show\n"
+    "  --wait-lock SECONDS  when another run of the pipeline holds its lock, wait up to\n"
+    "                       SECONDS for it instead of exiting 75 at once\n"
+    "  --strict             exit 3 when the run succeeded but errors were caught\n"
+    "  --log-format FORMAT  text (default) or json (one JSON object per line)\n"
+    "  --log-file FILE      also append every log line to FILE\n"
+    "  --quiet              errors only; the summary only when the run failed (for cron)\n"
+    "  --verbose            debug lines too\n"
+    "  --summary FILE       also write the summary JSON to FILE\n"
+    "  --notify-url URL     ping URL/start, URL (success) or URL/fail (as notify.url)\n"
+    "  --env-file FILE      set NAME=VALUE lines of FILE in the environment before the\n"
+    "                       pipeline is read (also for validate, graph, check); FILE must\n"
+    "                       not be readable by other users\n"
     "\n"
     "environment:\n"
+    "  ETLRUN_STATE_DIR     the state directory when --state-dir is not given; else\n"
+    "                       $XDG_STATE_HOME/etlrun, else ~/.local/state/etlrun\n"
     "  ETLRUN_PLUGIN_PATH   ':'-separated directories searched for connector plugins\n"
+    "  NO_COLOR             set and not empty: no colour on a terminal\n"
     "\n"
     "exit codes:\n"
     "  0    the execution succeeded\n"
     "  1    the execution failed (stderr names the error and its cause)\n"
     "  2    the pipeline or the command line is invalid; nothing ran\n"
+    "  3    the execution succeeded, but errors were caught (only with --strict)\n"
+    "  75   another run of the pipeline holds its lock; nothing ran (try again later)\n"
     "  130  interrupted by SIGINT; 143: terminated by SIGTERM (in-flight work cancelled)\n";
 
 static volatile sig_atomic_t got_signal;
@@ -81,6 +115,46 @@ static int usage_error(const char *fmt, const char *arg)
     fputs("\nTry 'etlrun --help'.\n", stderr);
     return EXIT_USAGE;
 }
+
+/* Which options a command accepts. */
+enum {
+    OPTS_RUN = 1,      /* --input, --jobs, ... */
+    OPTS_STATE = 2,    /* --state-dir */
+    OPTS_ENV = 4,      /* --env-file */
+    OPTS_SHOW = 8,     /* show's --history */
+};
+
+typedef struct run_args {
+    const char *input, *input_file, *history, *name, *stage_dir;
+    const char *state_dir, *summary, *notify_url, *env_file, *log_file;
+    double wait_lock;       /* < 0: fail at once when locked */
+    bool strict, quiet, verbose, show_history;
+    log_format log_format;
+    int jobs;
+    unsigned used;          /* OPTS_* of the options given */
+} run_args;
+
+/* --- messages of a run ----------------------------------------------------------- */
+
+static log_format g_log_format = LOG_TEXT;
+
+/* A line that ends a run or stops it from starting: "etlrun: MESSAGE" on stderr in
+ * text, an error log line in JSON (stderr then holds only JSON lines). */
+static void final_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void final_line(const char *fmt, ...)
+{
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (g_log_format == LOG_JSON)
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s", msg);
+    else
+        fprintf(stderr, "etlrun: %s\n", msg);
+}
+
+/* --- input, pipeline, environment ---------------------------------------------- */
 
 static json_t *read_input(const char *text, const char *file)
 {
@@ -124,6 +198,80 @@ static pipeline *load(const char *file)
     diag_free(d);
     return pl;
 }
+
+static bool env_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* --env-file: "NAME=VALUE" lines ("export " allowed before NAME; one pair of matching
+ * quotes around VALUE removed; nothing else interpreted), '#' comments, blank lines.
+ * The file holds secrets: refused when other users may read or write it, and no message
+ * ever quotes a value. Values replace the environment's. */
+static int load_env_file(const char *path)
+{
+    int rc = EXIT_USAGE;
+    char *line = NULL;
+    size_t cap = 0;
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "etlrun: cannot read --env-file %s: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "etlrun: --env-file %s is not a regular file\n", path);
+        goto out;
+    }
+    if (st.st_mode & S_IRWXO) {
+        fprintf(stderr, "etlrun: --env-file %s holds secrets but other users may read or "
+                "write it (mode %04o); run: chmod 600 %s\n", path,
+                (unsigned)(st.st_mode & 07777), path);
+        goto out;
+    }
+    ssize_t n;
+    int lineno = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        char *s = line + strspn(line, " \t");
+        if (*s == '\0' || *s == '#')
+            continue;
+        if (strncmp(s, "export ", 7) == 0)
+            s += 7 + strspn(s + 7, " \t");
+        char *eq = strchr(s, '=');
+        if (!eq || !env_name_ok(s, (size_t)(eq - s))) {
+            fprintf(stderr, "%s:%d: expected NAME=VALUE (NAME: letters, digits, '_')\n", path,
+                    lineno);
+            goto out;
+        }
+        *eq = '\0';
+        char *v = eq + 1;
+        size_t vlen = strlen(v);
+        if (vlen >= 2 && (v[0] == '"' || v[0] == '\'') && v[vlen - 1] == v[0]) {
+            v[vlen - 1] = '\0';
+            v++;
+        }
+        if (setenv(s, v, 1) != 0) {
+            fprintf(stderr, "%s:%d: cannot set %s: %s\n", path, lineno, s, strerror(errno));
+            goto out;
+        }
+    }
+    rc = EXIT_OK;
+out:
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* --- validate, graph, check ------------------------------------------------------ */
 
 static int cmd_validate(const char *file)
 {
@@ -191,36 +339,186 @@ static int cmd_check(const char *file)
     return failed ? EXIT_FAILED : EXIT_OK;
 }
 
-typedef struct run_args {
-    const char *input, *input_file, *history, *name, *stage_dir;
-    int jobs;
-} run_args;
+/* --- the run folder's history.jsonl ----------------------------------------------- */
+
+/* The run folder keeps every event but StateEntered/StateExited: those come one pair
+ * per transition, and writing them would cost a run of a big Map most of its time.
+ * They are written, with the rest, by --history FILE (the scheduler's own history).
+ * Scheduler thread. */
+typedef struct observer {
+    report *rep;
+    FILE *hist;           /* RUN_FOLDER/history.jsonl */
+    bool failed;          /* a write failed; said at the end */
+} observer;
+
+static void observe(void *arg, const json_t *event)
+{
+    observer *o = arg;
+    report_observe(o->rep, event);
+    if (!o->failed && (jsontext_dumpf(event, o->hist) != 0 || fputc('\n', o->hist) == EOF))
+        o->failed = true;
+}
+
+/* fflush f and report a write error that fflush or an earlier write met. */
+static bool flush_ok(FILE *f, bool failed_before, const char *what)
+{
+    errno = 0;
+    int flushed = fflush(f);
+    int e = errno;
+    if (flushed == 0 && !ferror(f) && !failed_before)
+        return true;
+    final_line("cannot write %s: %s", what, flushed != 0 && e ? strerror(e) : "a write failed");
+    return false;
+}
+
+/* --- the run ------------------------------------------------------------------------ */
+
+static void fmt_seconds(char *buf, size_t len, double s)
+{
+    if (s < 60)
+        snprintf(buf, len, "%.1fs", s);
+    else if (s < 3600)
+        snprintf(buf, len, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, len, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+/* --summary FILE: beside FILE as a temp file, then renamed (a reader never sees half);
+ * the same text as the run folder's summary.json. */
+static bool write_summary_file(const char *path, const json_t *summary)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    char *text = json_dumps(summary, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    bool ok = false;
+    if (tmp && text) {
+        snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+        FILE *f = fopen(tmp, "we");
+        if (f) {
+            bool written = fputs(text, f) != EOF && fputc('\n', f) != EOF;
+            ok = fclose(f) == 0 && written && rename(tmp, path) == 0;
+            if (!ok)
+                unlink(tmp);
+        }
+    }
+    free(text);
+    free(tmp);
+    return ok;
+}
 
 static int cmd_run(const char *file, const run_args *a)
 {
     int rc = EXIT_FAILED;
-    FILE *hist = NULL;
-    json_t *input = NULL;
+    FILE *user_hist = NULL, *run_hist = NULL;
+    json_t *input = NULL, *meta = NULL, *summary = NULL;
+    char *root = NULL, *stage = NULL;
+    rundir *rd = NULL;
+    report *rep = NULL;
+    pipeline *pl = NULL;
     sched_outcome out = {0};
-    pipeline *pl = load(file);
-    if (!pl)
+    char msg[1024];
+
+    g_log_format = a->log_format;
+    log_config lc = {.format = a->log_format, .quiet = a->quiet, .verbose = a->verbose,
+                     .file = a->log_file};
+    if (!log_open(&lc, msg, sizeof msg)) {
+        fprintf(stderr, "etlrun: %s\n", msg);
         return EXIT_USAGE;
+    }
+    pl = load(file);
+    if (!pl) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
     input = read_input(a->input, a->input_file);
     if (!input) {
         rc = EXIT_USAGE;
         goto out;
     }
     if (a->history) {
-        hist = fopen(a->history, "a");
-        if (!hist) {
+        user_hist = fopen(a->history, "ae");
+        if (!user_hist) {
             fprintf(stderr, "etlrun: cannot open --history %s: %s\n", a->history,
                     strerror(errno));
             rc = EXIT_USAGE;
             goto out;
         }
     }
+    if (!rundir_valid_name(pl->name)) {
+        fprintf(stderr, "etlrun: %s: the pipeline's name '%s' cannot name its folder in the "
+                "state directory; set 'name:' (1 to 100 characters, no '/', not starting "
+                "with '.')\n", file, pl->name);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+
+    /* the state directory and the lock: from here on, one run of this pipeline at a time */
+    root = rundir_root(a->state_dir);
+    if (!root) {
+        final_line("no state directory: HOME is not set; give --state-dir or set "
+                   "ETLRUN_STATE_DIR");
+        goto out;
+    }
+    bool locked = false;
+    rd = rundir_open(root, pl->name, a->wait_lock, &locked, msg, sizeof msg);
+    if (!rd) {
+        final_line("%s", msg);
+        rc = locked ? EXIT_LOCKED : EXIT_FAILED;
+        goto out;
+    }
+    if (!rundir_new_run(rd, a->name, msg, sizeof msg)) {
+        final_line("%s", msg);
+        rc = a->name ? EXIT_USAGE : EXIT_FAILED;
+        goto out;
+    }
+    const char *run_id = rundir_run_id(rd), *run_path = rundir_run_path(rd);
+    log_set_run_id(run_id);
+
+    size_t hlen = strlen(run_path) + 32;
+    char *hpath = malloc(hlen);
+    if (hpath) {
+        snprintf(hpath, hlen, "%s/history.jsonl", run_path);
+        /* private like the rest of the run folder: events carry inputs and outputs */
+        int fd = open(hpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        run_hist = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (fd >= 0 && !run_hist)
+            close(fd);
+    }
+    if (!run_hist) {
+        final_line("cannot create %s/history.jsonl: %s", run_path, strerror(errno));
+        free(hpath);
+        goto out;
+    }
+    free(hpath);
+    setvbuf(run_hist, NULL, _IOFBF, 1 << 16);
+
+    /* default staging: in the run folder, so the run's files stay together */
+    const char *stage_dir = a->stage_dir;
+    if (!stage_dir && !pl->stage_dir) {
+        size_t n = strlen(run_path) + 8;
+        stage = malloc(n);
+        if (stage)
+            snprintf(stage, n, "%s/stage", run_path);
+        stage_dir = stage;
+    }
+
+    size_t input_len = 0;
+    free(jsontext_dumps(input, &input_len)); /* its size, for the start line */
+    char started[40];
+    ts_format(ts_now(), started, sizeof started);
+    char *abs_file = realpath(file, NULL);
+    meta = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s?,s:O,s:s}", "run_id", run_id, "pipeline",
+                     pl->name, "file", abs_file ? abs_file : file, "started", started, "pid",
+                     (json_int_t)getpid(), "status", "running", "stage_dir", stage_dir,
+                     "input", input, "etlrun", ETLRUN_VERSION);
+    free(abs_file);
+    if (!meta || !rundir_write_json(rd, "meta.json", meta)) {
+        final_line("cannot write %s/meta.json: %s", run_path, strerror(errno));
+        goto out;
+    }
+
     if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-        fprintf(stderr, "etlrun: cannot create a pipe: %s\n", strerror(errno));
+        final_line("cannot create a pipe: %s", strerror(errno));
         goto out;
     }
     struct sigaction sa = {0};
@@ -229,83 +527,406 @@ static int cmd_run(const char *file, const run_args *a)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    sched_options opt = {.jobs = a->jobs, .history = hist, .name = a->name,
-                         .wake_fd = wake_pipe[0], .signo = &got_signal,
-                         .stage_dir = a->stage_dir};
-    sched_run(pl, input, &opt, &out);
-    /* the history is buffered: a full disk shows only here, and must not pass silently */
-    bool hist_failed = false;
-    if (hist) {
-        errno = 0;
-        int flushed = fflush(hist);
-        int flush_errno = errno;
-        if (flushed != 0 || ferror(hist)) {
-            hist_failed = true;
-            fprintf(stderr, "etlrun: cannot write --history %s: %s\n", a->history,
-                    flushed != 0 && flush_errno ? strerror(flush_errno) : "a write failed");
-        }
+    const char *notify_url = a->notify_url ? a->notify_url : pl->notify_url;
+    double notify_timeout = pl->notify_timeout_s > 0 ? pl->notify_timeout_s : 10;
+    if (notify_url) {
+        notify_init();
+        notify_ping(notify_url, NOTIFY_START, NULL, notify_timeout);
     }
+
+    bool progress = isatty(STDERR_FILENO) && !a->quiet && a->log_format == LOG_TEXT;
+    rep = report_new(progress);
+    if (!rep) {
+        final_line("out of memory");
+        goto out;
+    }
+    log_msg(ETL_LOG_INFO, NULL, NULL, NULL, "run %s started: pipeline %s, input %zu bytes",
+            run_id, pl->name, input_len);
+
+    observer obs = {.rep = rep, .hist = run_hist};
+    sched_options opt = {.jobs = a->jobs, .history = user_hist, .name = run_id,
+                         .wake_fd = wake_pipe[0], .signo = &got_signal,
+                         .stage_dir = stage_dir, .observe = observe, .observe_arg = &obs};
+    sched_run(pl, input, &opt, &out);
+    report_clear_progress(rep);
+
+    /* the history is buffered: a full disk shows only here, and must not pass silently */
+    bool hist_ok = true;
+    if (user_hist) {
+        char what[1100];
+        snprintf(what, sizeof what, "--history %s", a->history);
+        hist_ok = flush_ok(user_hist, false, what);
+    }
+    char run_what[1100];
+    snprintf(run_what, sizeof run_what, "%s/history.jsonl", run_path);
+    hist_ok = flush_ok(run_hist, obs.failed, run_what) && hist_ok;
+
+    int caught = report_errors_caught(rep);
+    char end_line[sizeof out.err.cause + sizeof out.err.name + 64] = "";
     if (out.signal) {
-        fprintf(stderr, "etlrun: interrupted by %s; in-flight work was cancelled\n",
-                out.signal == SIGINT ? "SIGINT" : "SIGTERM");
+        snprintf(end_line, sizeof end_line, "interrupted by %s; in-flight work was cancelled",
+                 out.signal == SIGINT ? "SIGINT" : "SIGTERM");
         rc = out.signal == SIGINT ? EXIT_SIGINT : EXIT_SIGTERM;
     } else if (out.status == ETL_OK) {
         if (jsontext_dumpf(out.output, stdout) != 0 || fputc('\n', stdout) == EOF ||
             fflush(stdout) != 0) {
-            fprintf(stderr, "etlrun: cannot write the output: %s\n", strerror(errno));
+            snprintf(end_line, sizeof end_line, "cannot write the output: %s",
+                     strerror(errno));
             rc = EXIT_FAILED;
+        } else if (!hist_ok) {
+            rc = EXIT_FAILED;
+        } else if (a->strict && caught > 0) {
+            snprintf(end_line, sizeof end_line,
+                     "the execution succeeded, but %d error%s caught (--strict)", caught,
+                     caught == 1 ? " was" : "s were");
+            rc = EXIT_CAUGHT;
         } else {
-            rc = hist_failed ? EXIT_FAILED : EXIT_OK;
+            rc = EXIT_OK;
         }
     } else {
-        fprintf(stderr, "etlrun: execution failed: %s: %s\n",
-                out.err.name[0] ? out.err.name : "(no error name)", out.err.cause);
+        snprintf(end_line, sizeof end_line, "execution failed: %s: %s",
+                 out.err.name[0] ? out.err.name : "(no error name)", out.err.cause);
         rc = EXIT_FAILED;
     }
+
+    summary = report_summary(rep, pl->name, run_id, &out);
+    if (summary)
+        json_object_set_new(summary, "exit_code", json_integer(rc));
+    if (!summary || !rundir_write_json(rd, "summary.json", summary))
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
+    if (a->summary && (!summary || !write_summary_file(a->summary, summary))) {
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write --summary %s: %s", a->summary,
+                strerror(errno));
+        if (rc == EXIT_OK)
+            rc = EXIT_FAILED;
+    }
+    const char *status = json_string_value(json_object_get(summary, "status"));
+    char ended[40];
+    ts_format(ts_now(), ended, sizeof ended);
+    json_object_set_new(meta, "status", json_string(status ? status : "failed"));
+    json_object_set_new(meta, "ended", json_string(ended));
+    json_object_set_new(meta, "exit_code", json_integer(rc));
+    if (!rundir_write_json(rd, "meta.json", meta))
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot update %s/meta.json", run_path);
+
+    /* the end of the run is logged by the report (ExecutionSucceeded/Failed/Aborted) */
+    if (notify_url) {
+        char *body = rc == EXIT_OK ? NULL : jsontext_dumps(summary, NULL);
+        notify_ping(notify_url, rc == EXIT_OK ? NOTIFY_SUCCESS : NOTIFY_FAIL, body,
+                    notify_timeout);
+        free(body);
+    }
+    rundir_prune(rd, pl->keep_runs, pl->keep_days * 86400);
+
+    /* the summary for people: in text only (JSON logs keep stderr to JSON lines); with
+     * --quiet only when something went wrong */
+    if (summary && a->log_format == LOG_TEXT && (!a->quiet || rc != EXIT_OK)) {
+        const char *nc = getenv("NO_COLOR");
+        report_print(summary, stderr, isatty(STDERR_FILENO) && !(nc && *nc));
+        fflush(stderr);
+    }
+    if (end_line[0])
+        final_line("%s", end_line);
 out:
+    report_free(rep);
     json_decref(out.output);
     json_decref(input);
-    if (hist)
-        fclose(hist);
+    json_decref(meta);
+    json_decref(summary);
+    if (run_hist)
+        fclose(run_hist);
+    if (user_hist)
+        fclose(user_hist);
+    rundir_close(rd); /* releases the lock */
+    free(stage);
+    free(root);
     pipeline_free(pl);
+    log_close();
     return rc;
+}
+
+/* --- runs and show ------------------------------------------------------------------ */
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* A run's status: the summary's; a run without one is running (its process holds the
+ * lock) or was killed before it could write one. */
+static const char *run_status(const char *root, const char *pipeline, const json_t *meta,
+                              const json_t *summary)
+{
+    if (jstr(summary, "status"))
+        return jstr(summary, "status");
+    const char *m = jstr(meta, "status");
+    if (!m || strcmp(m, "running") == 0)
+        return rundir_is_running(root, pipeline, meta) ? "running" : "killed";
+    return m;
+}
+
+/* The pipeline name of a `runs` argument: the name: of a pipeline file, or the name. */
+static char *pipeline_name_of(const char *arg, int *out_rc)
+{
+    struct stat st;
+    *out_rc = EXIT_OK;
+    if (stat(arg, &st) == 0 && S_ISREG(st.st_mode)) {
+        pipeline *pl = load(arg);
+        if (!pl) {
+            *out_rc = EXIT_USAGE;
+            return NULL;
+        }
+        char *name = strdup(pl->name);
+        pipeline_free(pl);
+        return name;
+    }
+    if (!rundir_valid_name(arg)) {
+        *out_rc = usage_error("runs: '%s' is neither a pipeline file nor a pipeline name", arg);
+        return NULL;
+    }
+    return strdup(arg);
+}
+
+static int cmd_runs(const char *arg, const run_args *a)
+{
+    int rc;
+    char *name = pipeline_name_of(arg, &rc);
+    if (!name)
+        return rc;
+    char *root = rundir_root(a->state_dir);
+    char msg[1024];
+    json_t *list = root ? rundir_list(root, name, msg, sizeof msg) : NULL;
+    rc = EXIT_FAILED;
+    if (!root) {
+        fprintf(stderr, "etlrun: no state directory: HOME is not set; give --state-dir\n");
+        goto out;
+    }
+    if (!list) {
+        fprintf(stderr, "etlrun: %s\n", msg);
+        goto out;
+    }
+    if (json_array_size(list) == 0) {
+        fprintf(stderr, "etlrun: no runs of %s in %s\n", name, root);
+        rc = EXIT_OK;
+        goto out;
+    }
+    int idw = 6;
+    size_t i;
+    json_t *r;
+    json_array_foreach(list, i, r) {
+        int w = (int)strlen(jstr(r, "id"));
+        if (w > idw)
+            idw = w;
+    }
+    printf("%-*s  %-24s  %8s  %-9s  %7s  %6s\n", idw, "RUN_ID", "STARTED", "DURATION", "STATUS",
+           "KEYS_OK", "FAILED");
+    json_array_foreach(list, i, r) {
+        const json_t *meta = json_object_get(r, "meta"), *sum = json_object_get(r, "summary");
+        const char *started = jstr(sum, "started") ? jstr(sum, "started") : jstr(meta, "started");
+        char dur[32] = "-", ok[32] = "-", failed[32] = "-";
+        if (json_is_number(json_object_get(sum, "duration_s")))
+            fmt_seconds(dur, sizeof dur, json_number_value(json_object_get(sum, "duration_s")));
+        const json_t *tot = json_object_get(sum, "totals");
+        if (json_is_integer(json_object_get(tot, "ok")))
+            snprintf(ok, sizeof ok, "%lld", (long long)json_integer_value(json_object_get(tot, "ok")));
+        if (json_is_integer(json_object_get(tot, "failed")))
+            snprintf(failed, sizeof failed, "%lld",
+                     (long long)json_integer_value(json_object_get(tot, "failed")));
+        printf("%-*s  %-24s  %8s  %-9s  %7s  %6s\n", idw, jstr(r, "id"), started ? started : "-",
+               dur, run_status(root, name, meta, sum), ok, failed);
+    }
+    rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+out:
+    json_decref(list);
+    free(root);
+    free(name);
+    return rc;
+}
+
+/* One history event for a person: id, time, type, state [item], key, error or counts. */
+static void print_event(const json_t *ev)
+{
+    char where[512] = "";
+    const char *state = jstr(ev, "state");
+    if (state) {
+        json_t *item = json_object_get(ev, "mapItemIndex");
+        if (json_is_integer(item))
+            snprintf(where, sizeof where, "%s [item %lld]", state,
+                     (long long)json_integer_value(item));
+        else
+            snprintf(where, sizeof where, "%s", state);
+    }
+    printf("%5lld  %-24s  %s%s%s", (long long)json_integer_value(json_object_get(ev, "id")),
+           jstr(ev, "timestamp") ? jstr(ev, "timestamp") : "",
+           jstr(ev, "type") ? jstr(ev, "type") : "?", where[0] ? "  " : "", where);
+    if (jstr(ev, "key"))
+        printf("  key=%s", jstr(ev, "key"));
+    if (json_is_integer(json_object_get(ev, "rows")))
+        printf("  rows=%lld", (long long)json_integer_value(json_object_get(ev, "rows")));
+    if (jstr(ev, "error"))
+        printf("  %s: %s", jstr(ev, "error"), jstr(ev, "cause") ? jstr(ev, "cause") : "");
+    putchar('\n');
+}
+
+static int cmd_show(const char *run_id, const run_args *a)
+{
+    int rc = EXIT_FAILED;
+    char *root = rundir_root(a->state_dir), *pipeline = NULL, *dir = NULL, *p = NULL;
+    json_t *summary = NULL, *meta = NULL;
+    FILE *h = NULL;
+    if (!root) {
+        fprintf(stderr, "etlrun: no state directory: HOME is not set; give --state-dir\n");
+        goto out;
+    }
+    dir = rundir_find(root, run_id, &pipeline);
+    if (!dir) {
+        fprintf(stderr, "etlrun: no run %s in %s ('etlrun runs PIPELINE' lists the runs)\n",
+                run_id, root);
+        goto out;
+    }
+    size_t n = strlen(dir) + 32;
+    p = malloc(n);
+    if (!p)
+        goto out;
+    snprintf(p, n, "%s/summary.json", dir);
+    summary = json_load_file(p, 0, NULL);
+    snprintf(p, n, "%s/meta.json", dir);
+    meta = json_load_file(p, 0, NULL);
+    const char *nc = getenv("NO_COLOR");
+    bool color = isatty(STDOUT_FILENO) && !(nc && *nc);
+    if (summary) {
+        report_print(summary, stdout, color);
+    } else {
+        /* a run in progress, or one killed before its end */
+        printf("\nRun %s of %s: %s (started %s; no summary)\n", run_id, pipeline,
+               run_status(root, pipeline, meta, NULL),
+               jstr(meta, "started") ? jstr(meta, "started") : "?");
+    }
+    printf("Folder: %s\n", dir);
+    if (a->show_history) {
+        snprintf(p, n, "%s/history.jsonl", dir);
+        h = fopen(p, "re");
+        if (!h) {
+            fprintf(stderr, "etlrun: cannot read %s: %s\n", p, strerror(errno));
+            goto out;
+        }
+        printf("\nEvents (%s):\n", p);
+        char *line = NULL;
+        size_t cap = 0;
+        while (getline(&line, &cap, h) >= 0) {
+            json_t *ev = json_loads(line, 0, NULL);
+            if (ev)
+                print_event(ev);
+            json_decref(ev);
+        }
+        free(line);
+    }
+    rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+out:
+    if (h)
+        fclose(h);
+    json_decref(summary);
+    json_decref(meta);
+    free(p);
+    free(dir);
+    free(pipeline);
+    free(root);
+    return rc;
+}
+
+/* --- the command line ------------------------------------------------------------ */
+
+enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION,
+       OPT_STAGE_DIR, OPT_STATE_DIR, OPT_WAIT_LOCK, OPT_STRICT, OPT_LOG_FORMAT,
+       OPT_LOG_FILE, OPT_QUIET, OPT_VERBOSE, OPT_SUMMARY, OPT_NOTIFY_URL, OPT_ENV_FILE,
+       OPT_SHOW_HISTORY };
+
+static const struct option longopts[] = {
+    {"input", required_argument, NULL, OPT_INPUT},
+    {"input-file", required_argument, NULL, OPT_INPUT_FILE},
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"history", required_argument, NULL, OPT_HISTORY},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"stage-dir", required_argument, NULL, OPT_STAGE_DIR},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"wait-lock", required_argument, NULL, OPT_WAIT_LOCK},
+    {"strict", no_argument, NULL, OPT_STRICT},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"summary", required_argument, NULL, OPT_SUMMARY},
+    {"notify-url", required_argument, NULL, OPT_NOTIFY_URL},
+    {"env-file", required_argument, NULL, OPT_ENV_FILE},
+    {"show-history", no_argument, NULL, OPT_SHOW_HISTORY}, /* show's --history, see below */
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* `etlrun show RUN_ID --history` uses --history as a flag, while run's --history takes
+ * a FILE. Find the first word that is not an option (or an option's value); when it is
+ * "show", the --history arguments become --show-history for getopt. */
+static void rewrite_show_history(int argc, char **argv)
+{
+    int first = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--") == 0) {
+            first = i + 1 < argc ? i + 1 : -1;
+            break;
+        }
+        if (s[0] != '-' || s[1] == '\0') {
+            first = i;
+            break;
+        }
+        if (s[1] != '-' || strchr(s, '='))
+            continue;
+        for (const struct option *o = longopts; o->name; o++)
+            if (strcmp(s + 2, o->name) == 0 && o->has_arg == required_argument) {
+                i++; /* its value */
+                break;
+            }
+    }
+    if (first < 0 || strcmp(argv[first], "show") != 0)
+        return;
+    static char show_history[] = "--show-history";
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--history") == 0)
+            argv[i] = show_history;
 }
 
 int main(int argc, char **argv)
 {
-    enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION,
-           OPT_STAGE_DIR };
-    static const struct option longopts[] = {
-        {"input", required_argument, NULL, OPT_INPUT},
-        {"input-file", required_argument, NULL, OPT_INPUT_FILE},
-        {"jobs", required_argument, NULL, OPT_JOBS},
-        {"history", required_argument, NULL, OPT_HISTORY},
-        {"name", required_argument, NULL, OPT_NAME},
-        {"stage-dir", required_argument, NULL, OPT_STAGE_DIR},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    run_args a = {0};
+    /* a full file-size limit (ulimit -f) must be an error (EFBIG) we report, not a
+     * signal that kills the run with a half-written staged file */
+    signal(SIGXFSZ, SIG_IGN);
+    run_args a = {.wait_lock = -1};
     int c;
+    rewrite_show_history(argc, argv);
     opterr = 0; /* our own messages, prefixed "etlrun:" */
     /* '+' would stop at the first non-option; we allow options anywhere instead */
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_INPUT:
             a.input = optarg;
+            a.used |= OPTS_RUN;
             break;
         case OPT_INPUT_FILE:
             a.input_file = optarg;
+            a.used |= OPTS_RUN;
             break;
         case OPT_HISTORY:
             a.history = optarg;
+            a.used |= OPTS_RUN;
             break;
         case OPT_NAME:
             a.name = optarg;
+            a.used |= OPTS_RUN;
             break;
         case OPT_STAGE_DIR:
             a.stage_dir = optarg;
+            a.used |= OPTS_RUN;
             break;
         case OPT_JOBS: {
             char *end;
@@ -313,8 +934,69 @@ int main(int argc, char **argv)
             if (*optarg == '\0' || *end || n < 1 || n > 1024)
                 return usage_error("--jobs must be an integer from 1 to 1024, not '%s'", optarg);
             a.jobs = (int)n;
+            a.used |= OPTS_RUN;
             break;
         }
+        case OPT_STATE_DIR:
+            if (!*optarg)
+                return usage_error("%s", "--state-dir must name a directory");
+            a.state_dir = optarg;
+            a.used |= OPTS_STATE;
+            break;
+        case OPT_WAIT_LOCK: {
+            char *end;
+            double s = strtod(optarg, &end);
+            if (*optarg == '\0' || *end || !(s >= 0 && s <= 7 * 86400))
+                return usage_error("--wait-lock must be a number of seconds from 0 to 604800, "
+                                   "not '%s'", optarg);
+            a.wait_lock = s;
+            a.used |= OPTS_RUN;
+            break;
+        }
+        case OPT_STRICT:
+            a.strict = true;
+            a.used |= OPTS_RUN;
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "text") == 0)
+                a.log_format = LOG_TEXT;
+            else if (strcmp(optarg, "json") == 0)
+                a.log_format = LOG_JSON;
+            else
+                return usage_error("--log-format must be text or json, not '%s'", optarg);
+            a.used |= OPTS_RUN;
+            break;
+        case OPT_LOG_FILE:
+            a.log_file = optarg;
+            a.used |= OPTS_RUN;
+            break;
+        case OPT_QUIET:
+            a.quiet = true;
+            a.used |= OPTS_RUN;
+            break;
+        case OPT_VERBOSE:
+            a.verbose = true;
+            a.used |= OPTS_RUN;
+            break;
+        case OPT_SUMMARY:
+            a.summary = optarg;
+            a.used |= OPTS_RUN;
+            break;
+        case OPT_NOTIFY_URL:
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
+                return usage_error("--notify-url must start with http:// or https://, not "
+                                   "'%s'", optarg);
+            a.notify_url = optarg;
+            a.used |= OPTS_RUN;
+            break;
+        case OPT_ENV_FILE:
+            a.env_file = optarg;
+            a.used |= OPTS_ENV;
+            break;
+        case OPT_SHOW_HISTORY:
+            a.show_history = true;
+            a.used |= OPTS_SHOW;
+            break;
         case 'h':
             fputs(usage_text, stdout);
             return EXIT_OK;
@@ -337,6 +1019,8 @@ int main(int argc, char **argv)
         return usage_error("%s", "no pipeline given");
     if (a.input && a.input_file)
         return usage_error("%s", "give --input or --input-file, not both");
+    if (a.quiet && a.verbose)
+        return usage_error("%s", "give --quiet or --verbose, not both");
     if (strcmp(args[0], "plugins") == 0) {
         if (nargs != 1)
             return usage_error("%s", "plugins takes no arguments");
@@ -351,25 +1035,53 @@ int main(int argc, char **argv)
         return plugin_check(args[2], stdout) == 0 ? EXIT_OK : EXIT_FAILED;
     }
     const char *cmd = "run";
-    if (strcmp(args[0], "run") == 0 || strcmp(args[0], "validate") == 0 ||
-        strcmp(args[0], "graph") == 0 || strcmp(args[0], "check") == 0) {
-        cmd = args[0];
-        args++;
-        nargs--;
-    }
+    static const char *const commands[] = {"run", "validate", "graph", "check", "runs", "show"};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(args[0], commands[i]) == 0) {
+            cmd = args[0];
+            args++;
+            nargs--;
+            break;
+        }
+    bool is_run = strcmp(cmd, "run") == 0, is_runs = strcmp(cmd, "runs") == 0,
+         is_show = strcmp(cmd, "show") == 0;
+    if (is_show && nargs != 1)
+        return usage_error(nargs == 0 ? "%s: no run id given" : "%s: give exactly one run id",
+                           cmd);
     if (nargs != 1)
         return usage_error(nargs == 0 ? "%s: no pipeline given" : "%s: give exactly one pipeline",
                            cmd);
-    if (strcmp(cmd, "run") != 0 &&
-        (a.input || a.input_file || a.history || a.name || a.stage_dir || a.jobs))
+    unsigned allowed = is_run ? OPTS_RUN | OPTS_STATE | OPTS_ENV
+                       : is_runs ? OPTS_STATE
+                       : is_show ? OPTS_STATE | OPTS_SHOW
+                                 : OPTS_ENV;
+    if (a.used & OPTS_RUN & ~allowed)
         return usage_error("%s takes no run options (--input, --jobs, ...)", cmd);
+    if (a.used & ~allowed & OPTS_STATE)
+        return usage_error("%s takes no --state-dir", cmd);
+    if (a.used & ~allowed & OPTS_ENV)
+        return usage_error("%s takes no --env-file", cmd);
+    if (a.used & ~allowed & OPTS_SHOW)
+        return usage_error("%s takes no --show-history (show's --history)", cmd);
     if (a.name && (strlen(a.name) == 0 || strlen(a.name) > 80))
         return usage_error("%s", "--name must have 1 to 80 characters");
+    if (a.name && !rundir_valid_name(a.name))
+        return usage_error("--name names the run's folder: no '/', no control character, "
+                           "not starting with '.' (got '%s')", a.name);
+    if (a.env_file) {
+        int rc = load_env_file(a.env_file);
+        if (rc != EXIT_OK)
+            return rc;
+    }
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate(args[0]);
     if (strcmp(cmd, "graph") == 0)
         return cmd_graph(args[0]);
     if (strcmp(cmd, "check") == 0)
         return cmd_check(args[0]);
+    if (is_runs)
+        return cmd_runs(args[0], &a);
+    if (is_show)
+        return cmd_show(args[0], &a);
     return cmd_run(args[0], &a);
 }

@@ -409,8 +409,7 @@ void report_observe(void *arg, const json_t *event)
             const char *ts = str_of(event, "timestamp");
             if (ts)
                 snprintf(r->started, sizeof r->started, "%s", ts);
-            log_msg(ETL_LOG_INFO, NULL, NULL, NULL, "started pipeline '%s'",
-                    str_of(event, "pipeline") ? str_of(event, "pipeline") : "");
+            /* the CLI logs the start itself, with the run id and input size */
             break;
         }
         bool ok = strcmp(type, "ExecutionSucceeded") == 0;

@@ -155,7 +155,9 @@ static void history_emit(run *r, frame *f, const char *type, json_t *details)
     }
     if (r->opt->observe &&
         (r->opt->observe_states ||
-         (strcmp(type, "StateEntered") != 0 && strcmp(type, "StateExited") != 0)))
+         (strcmp(type, "StateEntered") != 0 && strcmp(type, "StateExited") != 0 &&
+          strcmp(type, "MapIterationStarted") != 0 &&
+          strcmp(type, "MapIterationSucceeded") != 0)))
         r->opt->observe(r->opt->observe_arg, ev);
     json_decref(ev);
 }
@@ -166,6 +168,7 @@ static json_t *error_details(const etl_error *err)
 }
 
 bool sched_tracing(frame *f) { return history_on(f->r); }
+bool sched_tracing_all(frame *f) { return state_events_on(f->r); }
 
 void sched_event(frame *f, const char *type, json_t *details)
 {
@@ -739,8 +742,9 @@ static void enter_state(frame *f)
     f->in_state = true;
     f->entered = ts_now();
     size_t nr = st->n_retry;
-    if (nr > sizeof f->attempts / sizeof f->attempts[0])
-        f->attempts_big = calloc(nr, sizeof(int));
+    if (nr > sizeof f->attempts / sizeof f->attempts[0] &&
+        !(f->attempts_big = calloc(nr, sizeof(int))))
+        abort(); /* attempts_of() would index the 16-slot array past its end */
     if (state_events_on(r))
         history_emit(r, f, "StateEntered", json_pack("{s:s,s:O}", "stateType",
                                                      st->ops->type_name, "input", f->input));
@@ -848,7 +852,9 @@ static void handle_completion(run *r, work *w)
         frame_try_finalize_cancelled(f);
         return;
     }
-    if (w->status == ETL_ECANCELLED && w->timed_out) {
+    /* once the timeout cancelled the work, whatever failure the work reports (a
+     * connector may name the cancelled query instead) is the state's States.Timeout */
+    if (w->status != ETL_OK && w->timed_out) {
         etl_fail(&w->err, ETL_ETIMEOUT, "States.Timeout",
                  "state '%s' timed out after %g seconds (TimeoutSeconds)", f->cur->name,
                  f->work_timeout_s);
@@ -1117,6 +1123,16 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
         drain_completions(&r);
     }
 
+    if (!r.finished) {
+        /* ppoll failed: the run was never decided and must not read as a success (with
+         * no output); stop the work in flight rather than wait for it */
+        etl_error e;
+        etl_fail(&e, ETL_EIO, "States.Runtime", "the scheduler cannot wait for work: %s",
+                 strerror(errno));
+        cancel_run(&r, &e);
+        r.status = ETL_EIO;
+        r.err = e;
+    }
     /* The run is decided; make sure nothing is still running before we return. */
     while (r.in_flight > 0) {
         struct pollfd pfd = {.fd = r.efd, .events = POLLIN};

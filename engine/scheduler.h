@@ -24,9 +24,10 @@ typedef struct sched_options {
     volatile sig_atomic_t *signo; /* the signal number set by the handler, or NULL */
     const char *stage_dir;        /* --stage-dir; NULL = staging.dir, else a default */
     /* Called on the scheduler thread with every event as written to the history (a
-     * borrowed JSON object: id, timestamp, type, state, ...). StateEntered/StateExited,
-     * one per transition, are included only with observe_states (they cost a JSON
-     * object each). Logging, progress and summaries are built on this. */
+     * borrowed JSON object: id, timestamp, type, state, ...). The per-step events
+     * (StateEntered/StateExited, MapIterationStarted/MapIterationSucceeded) are
+     * included only with observe_states (they cost a JSON object each). Logging,
+     * progress and summaries are built on this. */
     void (*observe)(void *arg, const json_t *event);
     void *observe_arg;
     bool observe_states;

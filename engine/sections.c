@@ -1,4 +1,4 @@
-/* `plugins:`, `connections:` and `staging:` (see sections.h). */
+/* `plugins:`, `connections:`, `staging:`, `retention:` and `notify:` (see sections.h). */
 #include "sections.h"
 
 #include <errno.h>
@@ -8,6 +8,7 @@
 
 #include "host.h"
 #include "plugins.h"
+#include "rundir.h"
 
 int pipeline_conn_index(const pipeline *pl, const char *name)
 {
@@ -252,13 +253,97 @@ static void compile_staging(pipeline *pl, const doc_node *n, diag *d)
     }
 }
 
+static void compile_retention(pipeline *pl, const doc_node *n, diag *d)
+{
+    if (!json_is_object(n->json)) {
+        diag_add(d, n->pos, "'retention' must be an object (keep, max_age_days)");
+        return;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        const doc_member *m = &n->members[i];
+        const json_t *v = m->value->json;
+        if (strcmp(m->key, "keep") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > 1000000)
+                diag_add(d, m->value->pos, "'retention.keep' must be an integer from 0 to "
+                                           "1000000 (the number of runs kept)");
+            else
+                pl->keep_runs = (int)json_integer_value(v);
+        } else if (strcmp(m->key, "max_age_days") == 0) {
+            if (!json_is_number(v) || json_number_value(v) <= 0 ||
+                json_number_value(v) > 100000)
+                diag_add(d, m->value->pos, "'retention.max_age_days' must be a number of "
+                                           "days greater than 0");
+            else
+                pl->keep_days = json_number_value(v);
+        } else {
+            diag_add(d, m->key_pos, "unknown field '%s' in 'retention' (keep, max_age_days)",
+                     m->key);
+        }
+    }
+}
+
+static void compile_notify(pipeline *pl, const doc_node *n, diag *d)
+{
+    if (!json_is_object(n->json)) {
+        diag_add(d, n->pos, "'notify' must be an object (url, timeout_seconds)");
+        return;
+    }
+    bool has_url = false;
+    for (size_t i = 0; i < n->n; i++) {
+        const doc_member *m = &n->members[i];
+        const json_t *v = m->value->json;
+        if (strcmp(m->key, "url") == 0) {
+            has_url = true;
+            if (!json_is_string(v)) {
+                diag_add(d, m->value->pos, "'notify.url' must be a URL (http:// or https://)");
+                continue;
+            }
+            /* ping URLs carry a secret token: ${env:...} keeps it out of the file */
+            json_t *u = sections_interpolate_env(m->value, d);
+            const char *s = json_string_value(u);
+            if (s && strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+                diag_add(d, m->value->pos, "'notify.url' must start with http:// or https://");
+            else if (s) {
+                free(pl->notify_url);
+                pl->notify_url = strdup(s);
+            }
+            json_decref(u);
+        } else if (strcmp(m->key, "timeout_seconds") == 0) {
+            if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 300)
+                diag_add(d, m->value->pos, "'notify.timeout_seconds' must be a number of "
+                                           "seconds from more than 0 to 300");
+            else
+                pl->notify_timeout_s = json_number_value(v);
+        } else {
+            diag_add(d, m->key_pos, "unknown field '%s' in 'notify' (url, timeout_seconds)",
+                     m->key);
+        }
+    }
+    if (!has_url)
+        diag_add(d, n->pos, "'notify' needs 'url' (the endpoint to ping)");
+}
+
 void pipeline_compile_sections(pipeline *pl, const doc_node *root, diag *d)
 {
     const doc_node *n;
+    pl->keep_runs = 30;
+    pl->notify_timeout_s = 10;
+    /* The name names the pipeline's folder in the state directory (rundir.h). A name
+     * taken from the file name is checked when a run starts, so that validating a
+     * file named oddly keeps working. */
+    if ((n = doc_get(root, "name")) && json_is_string(n->json) &&
+        !rundir_valid_name(json_string_value(n->json)))
+        diag_add(d, n->pos, "'name' names the pipeline's folder in the state directory: "
+                            "1 to 100 characters, no '/', not starting with '.'");
     if ((n = doc_get(root, "plugins")))
         compile_plugins(pl, n, d);
     if ((n = doc_get(root, "connections")))
         compile_connections(pl, n, d);
     if ((n = doc_get(root, "staging")))
         compile_staging(pl, n, d);
+    if ((n = doc_get(root, "retention")))
+        compile_retention(pl, n, d);
+    if ((n = doc_get(root, "notify")))
+        compile_notify(pl, n, d);
 }

@@ -1,6 +1,7 @@
 /* The etlrun sections of a pipeline beside the ASL machine: `plugins:` (extra
  * connector shared objects), `connections:` (named connections, their connector type,
- * max_connections and settings) and `staging:` (where staged files go). */
+ * max_connections and settings), `staging:` (where staged files go), `retention:` (how
+ * many runs the state directory keeps) and `notify:` (cron-monitor pings). */
 #ifndef ETL_SECTIONS_H
 #define ETL_SECTIONS_H
 

@@ -192,6 +192,10 @@ static bool needs_quotes(const unsigned char *p, size_t n)
 {
     if (n == 0 || p[0] == ' ' || p[n - 1] == ' ')
         return true;
+    /* a record that is exactly \. ends the data for PostgreSQL's COPY, which reads the
+     * staged file as it is; quoted, it is the two characters */
+    if (n == 2 && p[0] == '\\' && p[1] == '.')
+        return true;
     for (size_t i = 0; i < n; i++)
         if (quote_byte[p[i]])
             return true;

@@ -173,6 +173,10 @@ int sched_attempt(frame *f);
 const char *sched_pipeline_dir(frame *f);
 /* True when history events are recorded (build event details only then). */
 bool sched_tracing(frame *f);
+/* True when the per-step events are recorded too (StateEntered/StateExited, and a
+ * Map's per-item MapIterationStarted/MapIterationSucceeded): a --history file, or an
+ * observer that asked for them. */
+bool sched_tracing_all(frame *f);
 /* History: record a state-specific event (MapIterationStarted, ...). details is stolen. */
 void sched_event(frame *f, const char *type, json_t *details);
 

@@ -27,7 +27,8 @@ typedef struct map_impl {
 } map_impl;
 
 typedef struct map_run {
-    json_t *items;             /* borrowed from the effective input (kept alive by it) */
+    json_t *items;             /* owned: ItemsPath may select from the $$ cache, whose
+                                * lifetime is the scheduler's, not the effective input's */
     json_t *results;
     size_t n, next, running, done, failed;
     bool stopping;             /* a failure decided the state; start nothing more */
@@ -110,6 +111,7 @@ static bool compile(state *st, const doc_node *def, compile_ctx *cc)
 static void free_run(void *p)
 {
     map_run *mr = p;
+    json_decref(mr->items);
     json_decref(mr->results);
     free(mr);
 }
@@ -140,10 +142,15 @@ static bool start_more(state *st, frame *f, map_run *mr)
             ctx_provider cp = {0};
             if (tmpl_uses_context(im->selector))
                 cp.cache = sched_item_ctx(f, (int64_t)i, item);
-            etl_error err;
-            owned = tmpl_eval(im->selector, sched_effective(f), &cp, &err);
+            etl_error terr, err;
+            owned = tmpl_eval(im->selector, sched_effective(f), &cp, &terr);
             ctx_release(&cp);
             if (!owned) {
+                /* the template's message says which field; add which state and item */
+                etl_fail(&err, terr.status, terr.name,
+                         "ItemSelector of Map state '%s', item %zu: %s", st->name, i,
+                         terr.cause);
+                err.transient = terr.transient;
                 mr->stopping = true;
                 mr->err = err;
                 mr->failed++;
@@ -157,7 +164,7 @@ static bool start_more(state *st, frame *f, map_run *mr)
             input = owned;
         }
         mr->running++;
-        if (sched_tracing(f))
+        if (sched_tracing_all(f))
             sched_event(f, "MapIterationStarted", json_pack("{s:I}", "index", (json_int_t)i));
         sched_spawn(f, im->processor, input, (int64_t)i, item);
         json_decref(owned);
@@ -200,7 +207,12 @@ static void enter(state *st, frame *f, json_t *effective)
         return;
     }
     map_run *mr = calloc(1, sizeof *mr);
-    mr->items = items;
+    if (!mr) {
+        etl_fail(&err, ETL_ENOMEM, "States.Runtime", "out of memory in Map state '%s'", st->name);
+        sched_fail(f, &err);
+        return;
+    }
+    mr->items = json_incref(items);
     mr->n = json_array_size(items);
     if (sched_tracing(f))
         sched_event(f, "MapStarted", json_pack("{s:I}", "items", (json_int_t)mr->n));
@@ -221,8 +233,9 @@ static void on_child(state *st, frame *f, int64_t index, json_t *output, const e
     map_run *mr = sched_scratch(f);
     mr->running--;
     mr->done++;
-    if (err && err->status == ETL_ECANCELLED) {
-        /* cancelled because the state already failed */
+    if (err && err->status == ETL_ECANCELLED && mr->stopping) {
+        /* cancelled because the state already failed; a "cancelled" that nobody asked
+         * for (a connector's own doing) is a failure like any other, never a null */
     } else if (err) {
         mr->failed++;
         if (sched_tracing(f))
@@ -243,7 +256,7 @@ static void on_child(state *st, frame *f, int64_t index, json_t *output, const e
             sched_cancel_children(f);
         }
     } else {
-        if (sched_tracing(f))
+        if (sched_tracing_all(f))
             sched_event(f, "MapIterationSucceeded", json_pack("{s:I}", "index", (json_int_t)index));
         json_array_set(mr->results, (size_t)index, output);
     }

@@ -57,6 +57,13 @@ static void enter(state *st, frame *f, json_t *effective)
 {
     parallel_impl *im = st->impl;
     par_run *pr = calloc(1, sizeof *pr);
+    if (!pr) {
+        etl_error err;
+        etl_fail(&err, ETL_ENOMEM, "States.Runtime", "out of memory in Parallel state '%s'",
+                 st->name);
+        sched_fail(f, &err);
+        return;
+    }
     pr->results = json_array();
     for (size_t i = 0; i < im->n; i++)
         json_array_append_new(pr->results, json_null());
@@ -72,7 +79,9 @@ static void on_child(state *st, frame *f, int64_t index, json_t *output, const e
     par_run *pr = sched_scratch(f);
     pr->pending--;
     if (err) {
-        if (!pr->failed && err->status != ETL_ECANCELLED) {
+        /* before a failure nothing cancelled the branches, so even ETL_ECANCELLED (a
+         * connector's own doing) fails the state rather than leaving a null */
+        if (!pr->failed) {
             pr->failed = true;
             pr->err = *err;
             sched_cancel_children(f);

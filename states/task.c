@@ -140,6 +140,7 @@ typedef struct exec_work {
     const task_impl *im;
     char *input;
     size_t len;
+    char *key;            /* Parameters.key as text, "" when absent (events, summaries) */
 } exec_work;
 
 static bool compile(state *st, const doc_node *def, compile_ctx *cc)
@@ -222,6 +223,7 @@ static void destroy_exec(work *w)
     exec_work *ew = (exec_work *)w;
     json_decref(w->result);
     free(ew->input);
+    free(ew->key);
     free(ew);
 }
 
@@ -309,6 +311,7 @@ static void enter_connector(state *st, frame *f, json_t *effective)
                    im->conn_index >= 0 ? pl->conns[im->conn_index].name : "",
                    sched_stage_dir(f), sched_attempt(f), &cw->w.cancel);
     cw->task.base_dir = pl->dir;
+    cw->task.keep_staged = pl->stage_keep;
     cw->w.key = cw->key[0] ? cw->key : NULL;
     cw->w.conn_name = cw->task.conn_name;
     sched_submit(f, &cw->w, im->timeout_s);
@@ -323,9 +326,15 @@ static void enter(state *st, frame *f, json_t *effective)
     }
     exec_work *ew = calloc(1, sizeof *ew);
     etl_error err;
-    if (ew)
+    if (ew) {
         ew->input = jsontext_dumps(effective, &ew->len);
-    if (!ew || !ew->input) {
+        ew->key = key_of(effective);
+    }
+    if (!ew || !ew->input || !ew->key) {
+        if (ew) {
+            free(ew->input);
+            free(ew->key);
+        }
         free(ew);
         etl_fail(&err, ETL_ENOMEM, "States.Runtime", "out of memory preparing task '%s'",
                  st->name);
@@ -335,6 +344,7 @@ static void enter(state *st, frame *f, json_t *effective)
     ew->im = im;
     ew->w.run = run_exec;
     ew->w.destroy = destroy_exec;
+    ew->w.key = ew->key[0] ? ew->key : NULL;
     sched_submit(f, &ew->w, im->timeout_s);
 }
 

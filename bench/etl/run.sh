@@ -36,6 +36,7 @@ done
 [[ " $METHODS " != *" etl"* ]] || [ -x "$ETLRUN" ] || { log "bench/etl: no etlrun at $ETLRUN (set ETLRUN)"; exit 2; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/etlrun-bench-etl.XXXXXX")
+export ETLRUN_STATE_DIR=$WORK/state
 chmod 755 "$WORK"
 started_db=0
 cleanup() {

@@ -393,7 +393,8 @@ static etl_status bad_page(extract_run *x, etl_error *err, const char *fmt, cons
 {
     char shown[512], msg[1024];
     http_redact_url(x->url, shown, sizeof shown);
-    snprintf(msg, sizeof msg, fmt, a, b);
+    if (snprintf(msg, sizeof msg, fmt, a, b) >= (int)sizeof msg)
+        memcpy(msg + sizeof msg - 4, "...", 4); /* a cause is one line; cut it visibly */
     return x->host->fail(err, ETL_ETASK, "Etl.HttpInvalidResponse", false,
                          "%s %s: page %lld: %s", x->spec.call.method, shown,
                          (long long)x->pages, msg);

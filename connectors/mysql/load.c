@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -739,7 +740,9 @@ out:
     }
     if (f.reader)
         h->stage_read_close(f.reader);
-    if (st == ETL_OK && !o.keep) {
+    if (st == ETL_OK && !o.keep &&
+        !(h->struct_size > offsetof(etl_host, task_keep_staged) && h->task_keep_staged &&
+          h->task_keep_staged(task))) {
         /* the manifest first: a file without one is never read */
         size_t n = strlen(o.file) + sizeof ".manifest.json";
         char *mpath = malloc(n);

@@ -242,6 +242,9 @@ typedef struct etl_host {
     /* The directory of the pipeline file (absolute), against which a connector resolves
      * relative file paths written in the pipeline. Valid as long as the task. */
     const char *(*task_base_dir)(etl_task *task);
+    /* True when the pipeline says staged files are kept after a successful load
+     * (staging.keep); a load's own `keep` parameter adds to it. */
+    bool (*task_keep_staged)(etl_task *task);
 } etl_host;
 
 /* Flags of an action. */

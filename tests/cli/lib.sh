@@ -1,7 +1,8 @@
 # Shared helpers of the etlrun CLI tests, sourced by every tests/cli/<name>.sh:
 #   . "$(dirname "$0")/lib.sh" "$@"
-# Sets ETLRUN (absolute path of the binary, from $1) and T (a fresh temp directory,
-# removed on exit), and gives run/expect_* helpers that stop at the first failure.
+# Sets ETLRUN (absolute path of the binary, from $1), T (a fresh temp directory, removed
+# on exit) and ETLRUN_STATE_DIR ($T/state), and gives run/expect_* helpers that stop at
+# the first failure.
 # bash, not python: a fresh Debian 12 has bash; jq is a test dependency.
 
 set -u
@@ -15,6 +16,8 @@ case $ETLRUN in /*) ;; *) ETLRUN=$PWD/$ETLRUN ;; esac
 
 TEST_NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/etlrun-cli-$TEST_NAME.XXXXXX") || exit 2
+# etlrun's state directory (runs, locks): the test's own, never $HOME, never shared
+export ETLRUN_STATE_DIR=$T/state
 
 # Processes a test started in the background; killed on exit so that nothing outlives
 # the test (a leftover child holding ctest's pipe would hang ctest).

@@ -514,6 +514,11 @@ static int prepare_tmp(the_case *c)
     /* Scripts that keep state (attempt counters, ordered logs) put it here: one fresh
      * directory per case, so that cases can run in parallel. */
     setenv("ETL_CASE_TMP", work, 1);
+    /* etlrun keeps runs and per-pipeline locks in its state directory: one per case, so
+     * that cases of the same pipeline name run in parallel and nothing lands in $HOME */
+    char state[PATH_MAX + 16];
+    snprintf(state, sizeof state, "%s/state", c->tmpdir);
+    setenv("ETLRUN_STATE_DIR", state, 1);
 
     snprintf(c->input_file, sizeof c->input_file, "%s/input.json", c->tmpdir);
     json_t *input = json_object_get(c->spec, "input");

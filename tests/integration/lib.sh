@@ -35,6 +35,7 @@ export ETL_MY_DB=$IT_DB ETL_PG_DB=$IT_DB
 IT_SECRETS=("$ETL_MY_PASSWORD" "$ETL_PG_PASSWORD")
 
 IT_WORK=$(mktemp -d "${TMPDIR:-/tmp}/etlrun-it-$IT_NAME.XXXXXX")
+export ETLRUN_STATE_DIR=$IT_WORK/state   # own state dir: no lock shared with other tests, nothing in $HOME
 IT_FAILED=0
 IT_CLEANUP=()   # extra cleanup commands (eval'd in reverse order), e.g. umount
 

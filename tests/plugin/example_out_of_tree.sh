@@ -10,6 +10,7 @@ CMAKE=${1:?usage: $0 CMAKE BUILD_DIR PLUGIN_SOURCE_DIR}
 BUILD=${2:?}
 PLUGIN_SRC=${3:?}
 T=$(mktemp -d "${TMPDIR:-/tmp}/etlrun-plugin-test.XXXXXX") || exit 2
+export ETLRUN_STATE_DIR=$T/state
 trap 'rm -rf "$T"' EXIT
 
 fail() {

@@ -1,0 +1,677 @@
+/* The state directory (see rundir.h): the per-pipeline lock, run folders with ids that
+ * sort by time, atomic JSON files, pruning of old runs, and reading runs back for
+ * `etlrun runs` and `etlrun show`.
+ *
+ * DESIGN: the lock is flock() on STATE_DIR/PIPELINE/lock, so the kernel releases it when
+ * its holder dies, however it dies; the pid and start time written into the file are
+ * only for the message a second run prints. Files a reader may see (meta.json,
+ * summary.json) are written to a temp file, fsync()ed and renamed, so a kill -9 leaves
+ * either the old or the new version. A pruned run is first renamed to ".trash-ID" and
+ * then removed, so a half-removed run never looks like a run. */
+#include "rundir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "timestamp.h"
+
+struct rundir {
+    char *pipeline;     /* the pipeline's name */
+    char *dir;          /* ROOT/PIPELINE */
+    int lock_fd;        /* flock()ed, O_CLOEXEC */
+    char *run_id;       /* NULL until rundir_new_run */
+    char *run_path;     /* ROOT/PIPELINE/runs/RUN_ID */
+};
+
+/* --- small helpers ------------------------------------------------------------- */
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+/* mkdir -p; directories it creates get mode 0700 (runs hold inputs and staged rows). */
+static int mkdir_p(const char *path)
+{
+    char *buf = strdup(path);
+    int rc = -1;
+    if (!buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            goto out;
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+        goto out;
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}
+
+static json_t *load_json(const char *dir, const char *name)
+{
+    char *p = join(dir, name);
+    json_t *v = p ? json_load_file(p, JSON_DECODE_ANY, NULL) : NULL;
+    free(p);
+    return v;
+}
+
+static bool pid_alive(long pid)
+{
+    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/* --- the root -------------------------------------------------------------------- */
+
+char *rundir_root(const char *state_dir_opt)
+{
+    if (state_dir_opt && *state_dir_opt)
+        return strdup(state_dir_opt);
+    const char *e = getenv("ETLRUN_STATE_DIR");
+    if (e && *e)
+        return strdup(e);
+    /* the XDG spec says a relative $XDG_STATE_HOME is invalid and must be ignored */
+    e = getenv("XDG_STATE_HOME");
+    if (e && e[0] == '/')
+        return join(e, "etlrun");
+    const char *home = getenv("HOME");
+    if (!home || !*home) {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw ? pw->pw_dir : NULL;
+    }
+    if (!home || !*home)
+        return NULL;
+    return join(home, ".local/state/etlrun");
+}
+
+bool rundir_valid_name(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > 100 || name[0] == '.')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+/* --- the lock -------------------------------------------------------------------- */
+
+/* The holder's "PID START" from the lock file. The holder writes it just after taking
+ * the lock, and a former holder's line may still be there for that instant: retry for
+ * a moment while the file is empty or names a dead process. */
+static void read_holder(int fd, long *out_pid, char *since, size_t len)
+{
+    *out_pid = 0;
+    snprintf(since, len, "an unknown time");
+    for (int i = 0; i < 50; i++) {
+        char buf[128];
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = '\0';
+            long pid;
+            char when[64];
+            if (sscanf(buf, "%ld %63s", &pid, when) == 2 && pid_alive(pid)) {
+                *out_pid = pid;
+                snprintf(since, len, "%s", when);
+                return;
+            }
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+rundir *rundir_open(const char *root, const char *pipeline, double wait_s, bool *out_locked,
+                    char *msg, size_t len)
+{
+    rundir *rd = NULL;
+    char *lock_path = NULL;
+    *out_locked = false;
+    if (!rundir_valid_name(pipeline)) {
+        snprintf(msg, len, "the pipeline name '%s' cannot name a folder of the state "
+                 "directory (1 to 100 characters, no '/', not starting with '.'); set "
+                 "'name:' in the pipeline", pipeline);
+        return NULL;
+    }
+    rd = calloc(1, sizeof *rd);
+    if (!rd)
+        goto oom;
+    rd->lock_fd = -1;
+    rd->pipeline = strdup(pipeline);
+    rd->dir = join(root, pipeline);
+    lock_path = rd->dir ? join(rd->dir, "lock") : NULL;
+    if (!rd->pipeline || !lock_path)
+        goto oom;
+    if (mkdir_p(rd->dir) != 0) {
+        snprintf(msg, len, "cannot create the state directory %s: %s (set --state-dir or "
+                 "$ETLRUN_STATE_DIR to a writable directory)", rd->dir, strerror(errno));
+        goto fail;
+    }
+    rd->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (rd->lock_fd < 0) {
+        snprintf(msg, len, "cannot open the lock file %s: %s", lock_path, strerror(errno));
+        goto fail;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (flock(rd->lock_fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK) {
+            snprintf(msg, len, "cannot lock %s: %s", lock_path, strerror(errno));
+            goto fail;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+        if (wait_s < 0 || waited >= wait_s) {
+            long pid;
+            char since[64];
+            read_holder(rd->lock_fd, &pid, since, sizeof since);
+            char who[96];
+            if (pid > 0)
+                snprintf(who, sizeof who, "pid %ld", pid);
+            else
+                snprintf(who, sizeof who, "another process");
+            if (wait_s < 0)
+                snprintf(msg, len, "%s is locked by %s (running since %s); try again later, "
+                         "or --wait-lock SECONDS", pipeline, who, since);
+            else
+                snprintf(msg, len, "%s is still locked by %s (running since %s) after "
+                         "waiting %g s (--wait-lock)", pipeline, who, since, wait_s);
+            *out_locked = true;
+            goto fail;
+        }
+        /* short sleeps: the lock is taken within 50 ms of its release */
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* the lock is ours: say who holds it, for a second run's message */
+    char line[96], when[40];
+    ts_format(ts_now(), when, sizeof when);
+    int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), when);
+    if (ftruncate(rd->lock_fd, 0) != 0 || pwrite(rd->lock_fd, line, (size_t)n, 0) != n) {
+        /* only the message of a second run would suffer; the lock holds */
+    }
+    free(lock_path);
+    return rd;
+oom:
+    snprintf(msg, len, "out of memory");
+fail:
+    free(lock_path);
+    rundir_close(rd);
+    return NULL;
+}
+
+/* --- runs ------------------------------------------------------------------------ */
+
+/* Generated ids start with "YYYYMMDDTHHMMSS.mmmZ-": 20 bytes of time, then randomness. */
+enum { ID_TIME_LEN = 20 };
+
+static bool generated_id(const char *s)
+{
+    if (strlen(s) != ID_TIME_LEN + 7 || s[8] != 'T' || s[ID_TIME_LEN - 1] != 'Z' ||
+        s[ID_TIME_LEN] != '-')
+        return false;
+    for (int i = 0; i < 8; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* The greatest generated id among the pipeline's runs ("" when none). */
+static void newest_id(const char *runs, char *out, size_t len)
+{
+    out[0] = '\0';
+    DIR *d = opendir(runs);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (generated_id(e->d_name) && strcmp(e->d_name, out) > 0)
+            snprintf(out, len, "%s", e->d_name);
+    closedir(d);
+}
+
+static void generate_id(char *buf, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    unsigned rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        rnd = (unsigned)ts.tv_nsec ^ (unsigned)getpid();
+    snprintf(buf, len, "%04d%02d%02dT%02d%02d%02d.%03ldZ-%06x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             ts.tv_nsec / 1000000, rnd & 0xffffff);
+}
+
+/* A new id greater than newest. We hold the pipeline's lock, so no other run of it is
+ * choosing one: within the millisecond of the newest run, wait for the next one. When
+ * the clock is behind the newest id (it stepped back), time order cannot be had, and
+ * the id is only unique. */
+static void next_id(const char *newest, char *id, size_t len)
+{
+    for (int i = 0; i < 100; i++) {
+        generate_id(id, len);
+        if (strcmp(id, newest) > 0 || strncmp(id, newest, ID_TIME_LEN) < 0)
+            return;
+        struct timespec ts = {0, 200000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+bool rundir_new_run(rundir *rd, const char *name, char *msg, size_t len)
+{
+    char id[128], newest[256];
+    char *runs = join(rd->dir, "runs");
+    bool ok = false;
+    if (!runs || (mkdir(runs, 0700) != 0 && errno != EEXIST)) {
+        snprintf(msg, len, "cannot create %s/runs: %s", rd->dir, runs ? strerror(errno)
+                                                                      : "out of memory");
+        goto out;
+    }
+    if (name && !rundir_valid_name(name)) {
+        snprintf(msg, len, "the run name '%s' cannot name a folder (1 to 100 characters, "
+                 "no '/', not starting with '.')", name);
+        goto out;
+    }
+    if (!name)
+        newest_id(runs, newest, sizeof newest);
+    for (int attempt = 0;; attempt++) {
+        if (name)
+            snprintf(id, sizeof id, "%s", name);
+        else
+            next_id(newest, id, sizeof id);
+        free(rd->run_path);
+        rd->run_path = join(runs, id);
+        if (!rd->run_path) {
+            snprintf(msg, len, "out of memory");
+            goto out;
+        }
+        if (mkdir(rd->run_path, 0700) == 0)
+            break;
+        int e = errno;
+        free(rd->run_path);
+        rd->run_path = NULL;
+        if (e == EEXIST && !name && attempt < 10)
+            continue; /* the same millisecond and the same 24 random bits */
+        if (e == EEXIST)
+            snprintf(msg, len, "a run named %s already exists in %s; choose another "
+                     "--name", id, runs);
+        else
+            snprintf(msg, len, "cannot create the run folder %s/%s: %s", runs, id,
+                     strerror(e));
+        goto out;
+    }
+    free(rd->run_id);
+    rd->run_id = strdup(id);
+    ok = rd->run_id != NULL;
+    if (!ok)
+        snprintf(msg, len, "out of memory");
+out:
+    free(runs);
+    return ok;
+}
+
+const char *rundir_run_id(const rundir *rd) { return rd->run_id; }
+const char *rundir_run_path(const rundir *rd) { return rd->run_path; }
+
+bool rundir_write_json(rundir *rd, const char *name, const json_t *v)
+{
+    bool ok = false;
+    int fd = -1;
+    char *text = NULL, *path = NULL, *tmp = NULL;
+    if (!rd->run_path)
+        return false;
+    path = join(rd->run_path, name);
+    text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    size_t n = path ? strlen(path) + 32 : 0;
+    tmp = n ? malloc(n) : NULL;
+    if (!path || !text || !tmp)
+        goto out;
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        goto out;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps leaves room: we overwrite the NUL, writing len+1 */
+    for (size_t off = 0; off < len + 1;) {
+        ssize_t w = write(fd, text + off, len + 1 - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            goto out;
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0)
+        goto out;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0)
+        goto out;
+    /* the rename itself reaches the disk with the directory */
+    int dfd = open(rd->run_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    ok = true;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (!ok && tmp)
+        unlink(tmp);
+    free(text);
+    free(path);
+    free(tmp);
+    return ok;
+}
+
+/* --- listing and pruning ----------------------------------------------------------- */
+
+typedef struct run_entry {
+    char *id;
+    char started[64];  /* meta.json's "started" (RFC 3339, UTC, ms), or from mtime */
+    double epoch;      /* the same, in seconds */
+} run_entry;
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const run_entry *x = a, *y = b;
+    int c = strcmp(x->started, y->started);
+    return c ? c : strcmp(x->id, y->id);
+}
+
+/* The runs in dir/runs (not the trash), unsorted; NULL with *n = 0 when none. */
+static run_entry *scan_runs(const char *runs, size_t *out_n, bool *out_err)
+{
+    run_entry *v = NULL;
+    size_t n = 0, cap = 0;
+    *out_err = false;
+    DIR *d = opendir(runs);
+    if (!d) {
+        *out_err = errno != ENOENT;
+        *out_n = 0;
+        return NULL;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *p = join(runs, e->d_name);
+        struct stat st;
+        if (!p || stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            free(p);
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            run_entry *nv = realloc(v, ncap * sizeof *v);
+            if (!nv) {
+                free(p);
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        run_entry *r = &v[n];
+        memset(r, 0, sizeof *r);
+        r->id = strdup(e->d_name);
+        if (!r->id) {
+            free(p);
+            break;
+        }
+        json_t *meta = load_json(p, "meta.json");
+        const char *s = json_string_value(json_object_get(meta, "started"));
+        ts_instant t;
+        if (s && ts_parse(s, &t)) {
+            ts_format(t, r->started, sizeof r->started);
+            r->epoch = (double)t.sec + t.nsec / 1e9;
+        } else {
+            t.sec = st.st_mtim.tv_sec;
+            t.nsec = (int32_t)st.st_mtim.tv_nsec;
+            ts_format(t, r->started, sizeof r->started);
+            r->epoch = (double)t.sec + t.nsec / 1e9;
+        }
+        json_decref(meta);
+        free(p);
+        n++;
+    }
+    closedir(d);
+    *out_n = n;
+    return v;
+}
+
+static void free_entries(run_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].id);
+    free(v);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void rundir_prune(rundir *rd, int keep, double max_age_s)
+{
+    char *runs = join(rd->dir, "runs");
+    size_t n = 0;
+    bool err;
+    run_entry *v = runs ? scan_runs(runs, &n, &err) : NULL;
+    if (!v)
+        goto out;
+    qsort(v, n, sizeof *v, entry_cmp);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double t_now = (double)now.tv_sec + now.tv_nsec / 1e9;
+    size_t n_old = keep < 0 ? 0 : (size_t)keep < n ? n - (size_t)keep : 0;
+    for (size_t i = 0; i < n_old; i++) {
+        if (rd->run_id && strcmp(v[i].id, rd->run_id) == 0)
+            continue;
+        if (max_age_s > 0 && t_now - v[i].epoch < max_age_s)
+            continue;
+        char trash_name[300];
+        snprintf(trash_name, sizeof trash_name, ".trash-%s", v[i].id);
+        char *from = join(runs, v[i].id), *to = join(runs, trash_name);
+        if (from && to && rename(from, to) == 0)
+            remove_tree(to);
+        free(from);
+        free(to);
+    }
+    /* trash left by a prune that was killed halfway */
+    DIR *d = opendir(runs);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strncmp(e->d_name, ".trash-", 7) != 0)
+                continue;
+            char *p = join(runs, e->d_name);
+            if (p)
+                remove_tree(p);
+            free(p);
+        }
+        closedir(d);
+    }
+out:
+    free_entries(v, n);
+    free(runs);
+}
+
+void rundir_close(rundir *rd)
+{
+    if (!rd)
+        return;
+    if (rd->lock_fd >= 0)
+        close(rd->lock_fd); /* releases the flock */
+    free(rd->pipeline);
+    free(rd->dir);
+    free(rd->run_id);
+    free(rd->run_path);
+    free(rd);
+}
+
+json_t *rundir_list(const char *root, const char *pipeline, char *msg, size_t len)
+{
+    if (!rundir_valid_name(pipeline)) {
+        snprintf(msg, len, "'%s' is not a pipeline name", pipeline);
+        return NULL;
+    }
+    char *dir = join(root, pipeline);
+    char *runs = dir ? join(dir, "runs") : NULL;
+    json_t *out = NULL;
+    size_t n = 0;
+    bool err = false;
+    run_entry *v = runs ? scan_runs(runs, &n, &err) : NULL;
+    if (err) {
+        snprintf(msg, len, "cannot read %s: %s", runs, strerror(errno));
+        goto out;
+    }
+    if (n)
+        qsort(v, n, sizeof *v, entry_cmp);
+    out = json_array();
+    for (size_t i = 0; out && i < n; i++) {
+        char *p = join(runs, v[i].id);
+        if (!p)
+            continue;
+        json_t *meta = load_json(p, "meta.json"), *sum = load_json(p, "summary.json");
+        json_array_append_new(out, json_pack("{s:s,s:s,s:o,s:o}", "id", v[i].id, "path", p,
+                                             "meta", meta ? meta : json_null(), "summary",
+                                             sum ? sum : json_null()));
+        free(p);
+    }
+out:
+    free_entries(v, n);
+    free(runs);
+    free(dir);
+    return out;
+}
+
+char *rundir_find(const char *root, const char *run_id, char **out_pipeline)
+{
+    if (out_pipeline)
+        *out_pipeline = NULL;
+    if (!rundir_valid_name(run_id))
+        return NULL;
+    DIR *d = opendir(root);
+    if (!d)
+        return NULL;
+    char *found = NULL;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        size_t n = strlen(root) + strlen(e->d_name) + strlen(run_id) + 8;
+        char *p = malloc(n);
+        if (!p)
+            break;
+        snprintf(p, n, "%s/%s/runs/%s", root, e->d_name, run_id);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            found = p;
+            if (out_pipeline)
+                *out_pipeline = strdup(e->d_name);
+        } else {
+            free(p);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Whether /proc/locks shows a flock on the file (dev, ino); -1 when it cannot tell. */
+static int proc_locks_has(dev_t dev, ino_t ino)
+{
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f)
+        return -1;
+    char line[256];
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        char kind[16];
+        unsigned maj, min;
+        unsigned long long inode;
+        /* "1: FLOCK  ADVISORY  WRITE 1234 08:01:56789 0 EOF" */
+        if (sscanf(line, "%*s %15s %*s %*s %*d %x:%x:%llu", kind, &maj, &min, &inode) == 4 &&
+            strcmp(kind, "FLOCK") == 0 && inode == (unsigned long long)ino &&
+            maj == major(dev) && min == minor(dev)) {
+            found = 1;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+bool rundir_is_running(const char *root, const char *pipeline, const json_t *meta)
+{
+    long pid = (long)json_integer_value(json_object_get(meta, "pid"));
+    if (!rundir_valid_name(pipeline) || !pid_alive(pid))
+        return false;
+    char *dir = join(root, pipeline);
+    char *lock = dir ? join(dir, "lock") : NULL;
+    bool running = false;
+    int fd = lock ? open(lock, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        char buf[128];
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        long holder = 0;
+        if (n > 0) {
+            buf[n] = '\0';
+            holder = strtol(buf, NULL, 10);
+        }
+        struct stat st;
+        if (holder == pid && fstat(fd, &st) == 0) {
+            /* the lock file keeps a dead holder's pid: ask the kernel whether the lock
+             * is held (a pid can be reused); without /proc, trust the pid */
+            int held = proc_locks_has(st.st_dev, st.st_ino);
+            running = held != 0;
+        }
+        close(fd);
+    }
+    free(lock);
+    free(dir);
+    return running;
+}

@@ -1,0 +1,574 @@
+/* Tests of the state directory (engine/rundir.c): where the root is, run ids, the
+ * per-pipeline lock between real processes (fork), pruning, atomic JSON files and
+ * reading runs back. Each test works in its own fresh temp directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rundir.h"
+#include "timestamp.h"
+
+static char root[256];
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/test_rundir.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    return mkdtemp(root) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static bool exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static bool exists(const char *fmt, ...)
+{
+    char p[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p, sizeof p, fmt, ap);
+    va_end(ap);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static rundir *open_ok(const char *pipeline)
+{
+    bool locked = true;
+    char msg[512] = "";
+    rundir *rd = rundir_open(root, pipeline, -1, &locked, msg, sizeof msg);
+    if (!rd)
+        fail_msg("rundir_open(%s): %s", pipeline, msg);
+    assert_false(locked);
+    return rd;
+}
+
+/* --- the root ----------------------------------------------------------------------- */
+
+static void test_root_resolution_order(void **state)
+{
+    (void)state;
+    setenv("ETLRUN_STATE_DIR", "/from/env", 1);
+    setenv("XDG_STATE_HOME", "/xdg", 1);
+    setenv("HOME", "/home/someone", 1);
+    char *r = rundir_root("/from/option");
+    assert_string_equal(r, "/from/option");
+    free(r);
+    r = rundir_root(NULL);
+    assert_string_equal(r, "/from/env");
+    free(r);
+    setenv("ETLRUN_STATE_DIR", "", 1); /* empty counts as unset */
+    r = rundir_root("");
+    assert_string_equal(r, "/xdg/etlrun");
+    free(r);
+    unsetenv("ETLRUN_STATE_DIR");
+    setenv("XDG_STATE_HOME", "relative/dir", 1); /* invalid per the XDG spec: ignored */
+    r = rundir_root(NULL);
+    assert_string_equal(r, "/home/someone/.local/state/etlrun");
+    free(r);
+    unsetenv("XDG_STATE_HOME");
+    r = rundir_root(NULL);
+    assert_string_equal(r, "/home/someone/.local/state/etlrun");
+    free(r);
+}
+
+static void test_valid_names(void **state)
+{
+    (void)state;
+    assert_true(rundir_valid_name("nightly-orders"));
+    assert_true(rundir_valid_name("with space.v2"));
+    assert_false(rundir_valid_name(""));
+    assert_false(rundir_valid_name(".hidden"));
+    assert_false(rundir_valid_name(".."));
+    assert_false(rundir_valid_name("a/b"));
+    assert_false(rundir_valid_name("tab\there"));
+    char long_name[102];
+    memset(long_name, 'x', 101);
+    long_name[101] = '\0';
+    assert_false(rundir_valid_name(long_name));
+    long_name[100] = '\0';
+    assert_true(rundir_valid_name(long_name));
+}
+
+/* --- runs ----------------------------------------------------------------------------- */
+
+static void test_run_folder_and_id(void **state)
+{
+    (void)state;
+    rundir *rd = open_ok("p1");
+    assert_true(exists("%s/p1/lock", root));
+    char msg[512];
+    char before[40], after[40];
+    ts_format(ts_now(), before, sizeof before);
+    assert_true(rundir_new_run(rd, NULL, msg, sizeof msg));
+    ts_format(ts_now(), after, sizeof after);
+    const char *id = rundir_run_id(rd);
+    /* 20261122T030000.123Z-1a2b3c: the run's UTC time, then randomness */
+    assert_int_equal(strlen(id), 27);
+    char as_ts[40];
+    snprintf(as_ts, sizeof as_ts, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", id, id + 4, id + 6,
+             id + 9, id + 11, id + 13, id + 16);
+    assert_true(strcmp(as_ts, before) >= 0);
+    assert_true(strcmp(as_ts, after) <= 0);
+    char want_path[512];
+    snprintf(want_path, sizeof want_path, "%s/p1/runs/%s", root, id);
+    assert_string_equal(rundir_run_path(rd), want_path);
+    struct stat st;
+    assert_int_equal(stat(want_path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 077, 0); /* runs hold inputs: private */
+    rundir_close(rd);
+}
+
+static void test_run_ids_sort_by_time_and_are_unique(void **state)
+{
+    (void)state;
+    char prev[128] = "", msg[512];
+    /* many runs in a few milliseconds, each by a new holder of the lock, as cron would */
+    for (int i = 0; i < 60; i++) {
+        rundir *rd = open_ok("fast");
+        assert_true(rundir_new_run(rd, NULL, msg, sizeof msg));
+        const char *id = rundir_run_id(rd);
+        if (strcmp(id, prev) <= 0)
+            fail_msg("run %d: id %s does not sort after the previous %s", i, id, prev);
+        snprintf(prev, sizeof prev, "%s", id);
+        rundir_close(rd);
+    }
+    char tmp[512];
+    json_t *list = rundir_list(root, "fast", tmp, sizeof tmp);
+    assert_non_null(list);
+    assert_int_equal(json_array_size(list), 60);
+    json_decref(list);
+}
+
+static void test_named_runs(void **state)
+{
+    (void)state;
+    char msg[512];
+    rundir *rd = open_ok("named");
+    assert_true(rundir_new_run(rd, "backfill-2026-11", msg, sizeof msg));
+    assert_string_equal(rundir_run_id(rd), "backfill-2026-11");
+    assert_true(exists("%s/named/runs/backfill-2026-11", root));
+    /* a name is a folder: the same name twice is refused, with a hint */
+    assert_false(rundir_new_run(rd, "backfill-2026-11", msg, sizeof msg));
+    assert_non_null(strstr(msg, "already exists"));
+    assert_non_null(strstr(msg, "--name"));
+    assert_false(rundir_new_run(rd, "../escape", msg, sizeof msg));
+    assert_false(exists("%s/named/escape", root));
+    assert_false(rundir_new_run(rd, ".hidden", msg, sizeof msg));
+    rundir_close(rd);
+}
+
+static void test_invalid_pipeline_name(void **state)
+{
+    (void)state;
+    bool locked = true;
+    char msg[512] = "";
+    assert_null(rundir_open(root, "a/b", -1, &locked, msg, sizeof msg));
+    assert_false(locked);
+    assert_non_null(strstr(msg, "name:"));
+    assert_false(exists("%s/a", root));
+}
+
+static void test_unwritable_root(void **state)
+{
+    (void)state;
+    char file[300], below[400];
+    snprintf(file, sizeof file, "%s/not-a-dir", root);
+    int fd = open(file, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(below, sizeof below, "%s/state", file);
+    bool locked = true;
+    char msg[512] = "";
+    assert_null(rundir_open(below, "p", -1, &locked, msg, sizeof msg));
+    assert_false(locked);
+    assert_non_null(strstr(msg, "cannot create the state directory"));
+    assert_non_null(strstr(msg, "--state-dir"));
+}
+
+/* --- the lock ------------------------------------------------------------------------- */
+
+/* A child process that takes the lock of pipeline, says so on ready (one byte) and then
+ * holds it until release is readable (or forever when release < 0). */
+static pid_t holder(const char *pipeline, int *out_release)
+{
+    int ready[2], release[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(release), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(release[1]);
+        bool locked;
+        char msg[512];
+        rundir *rd = rundir_open(root, pipeline, -1, &locked, msg, sizeof msg);
+        if (!rd)
+            _exit(3);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(4);
+        char c;
+        ssize_t n = read(release[0], &c, 1);
+        (void)n;
+        rundir_close(rd);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(release[0]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    *out_release = release[1];
+    return pid;
+}
+
+static void test_lock_contention_between_processes(void **state)
+{
+    (void)state;
+    int release;
+    pid_t child = holder("shared", &release);
+
+    bool locked = false;
+    char msg[512] = "";
+    double t0 = now_s();
+    rundir *rd = rundir_open(root, "shared", -1, &locked, msg, sizeof msg);
+    double took = now_s() - t0;
+    assert_null(rd);
+    assert_true(locked);
+    assert_true(took < 1.0); /* at once */
+    char want[64];
+    snprintf(want, sizeof want, "shared is locked by pid %ld (running since 20", (long)child);
+    if (!strstr(msg, want))
+        fail_msg("message '%s' lacks '%s'", msg, want);
+    assert_non_null(strstr(msg, "--wait-lock SECONDS"));
+
+    /* waiting gives up after the time asked */
+    locked = false;
+    t0 = now_s();
+    rd = rundir_open(root, "shared", 0.3, &locked, msg, sizeof msg);
+    took = now_s() - t0;
+    assert_null(rd);
+    assert_true(locked);
+    assert_true(took >= 0.3 && took < 2.0);
+    assert_non_null(strstr(msg, "still locked"));
+
+    /* the holder lets go 0.3 s into a wait of 10 s: the wait ends with the lock */
+    pid_t releaser = fork();
+    assert_true(releaser >= 0);
+    if (releaser == 0) {
+        struct timespec ts = {0, 300 * 1000000L};
+        nanosleep(&ts, NULL);
+        ssize_t n = write(release, "x", 1);
+        _exit(n == 1 ? 0 : 1);
+    }
+    t0 = now_s();
+    rd = rundir_open(root, "shared", 10, &locked, msg, sizeof msg);
+    took = now_s() - t0;
+    if (!rd)
+        fail_msg("the wait did not get the lock: %s", msg);
+    assert_false(locked);
+    assert_true(took >= 0.25 && took < 5.0);
+    int st;
+    assert_int_equal(waitpid(releaser, &st, 0), releaser);
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* the new holder wrote its own pid into the lock file */
+    char path[400], buf[128] = "";
+    snprintf(path, sizeof path, "%s/shared/lock", root);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    long pid = 0;
+    char when[64];
+    assert_int_equal(sscanf(buf, "%ld %63s", &pid, when), 2);
+    assert_int_equal(pid, (long)getpid());
+    ts_instant t;
+    assert_true(ts_parse(when, &t));
+    rundir_close(rd);
+    close(release);
+}
+
+static void test_other_pipelines_are_not_locked(void **state)
+{
+    (void)state;
+    int release;
+    pid_t child = holder("one", &release);
+    rundir *rd = open_ok("two");
+    rundir_close(rd);
+    assert_int_equal(write(release, "x", 1), 1);
+    int st;
+    waitpid(child, &st, 0);
+    close(release);
+}
+
+static void test_lock_of_killed_process_is_free(void **state)
+{
+    (void)state;
+    int release;
+    pid_t child = holder("killed", &release);
+    bool locked = false;
+    char msg[512];
+    assert_null(rundir_open(root, "killed", -1, &locked, msg, sizeof msg));
+    assert_true(locked);
+    kill(child, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFSIGNALED(st));
+    /* no stale-lock cleanup needed: the kernel released it */
+    rundir *rd = open_ok("killed");
+    rundir_close(rd);
+    close(release);
+}
+
+static void test_lock_fd_is_close_on_exec(void **state)
+{
+    (void)state;
+    rundir *rd = open_ok("cloexec");
+    char want[400];
+    snprintf(want, sizeof want, "%s/cloexec/lock", root);
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        rundir_close(rd);
+        skip();
+    }
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d))) {
+        char link[300], target[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strcmp(target, want) == 0) {
+            int flags = fcntl(atoi(e->d_name), F_GETFD);
+            assert_true(flags >= 0 && (flags & FD_CLOEXEC));
+            found++;
+        }
+    }
+    closedir(d);
+    assert_int_equal(found, 1);
+    rundir_close(rd);
+}
+
+/* --- files ---------------------------------------------------------------------------- */
+
+static void test_atomic_json_write(void **state)
+{
+    (void)state;
+    char msg[512];
+    rundir *rd = open_ok("atomic");
+    assert_true(rundir_new_run(rd, "r1", msg, sizeof msg));
+    json_t *v1 = json_pack("{s:s,s:i}", "status", "running", "n", 1);
+    json_t *v2 = json_pack("{s:s,s:i,s:[i,i]}", "status", "succeeded", "n", 2, "a", 1, 2);
+    assert_true(rundir_write_json(rd, "meta.json", v1));
+    char path[512];
+    snprintf(path, sizeof path, "%s/meta.json", rundir_run_path(rd));
+    json_t *back = json_load_file(path, 0, NULL);
+    assert_true(json_equal(back, v1));
+    json_decref(back);
+    assert_true(rundir_write_json(rd, "meta.json", v2)); /* replaces */
+    back = json_load_file(path, 0, NULL);
+    assert_true(json_equal(back, v2));
+    json_decref(back);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 077, 0);
+    /* nothing else is left in the folder (no temp file) */
+    DIR *d = opendir(rundir_run_path(rd));
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    assert_int_equal(n, 1);
+    /* a write that cannot happen says so, and leaves the old file */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", rundir_run_path(rd));
+    assert_int_equal(chmod(dir, 0500), 0);
+    if (access(dir, W_OK) != 0) { /* root can write anyway */
+        assert_false(rundir_write_json(rd, "meta.json", v1));
+        back = json_load_file(path, 0, NULL);
+        assert_true(json_equal(back, v2));
+        json_decref(back);
+    }
+    chmod(dir, 0700);
+    json_decref(v1);
+    json_decref(v2);
+    rundir_close(rd);
+}
+
+/* A run named id that started secs_ago seconds ago (meta.json's "started"). */
+static void make_run(rundir *rd, const char *id, double secs_ago)
+{
+    char msg[512], started[40];
+    assert_true(rundir_new_run(rd, id, msg, sizeof msg));
+    ts_instant t = ts_now();
+    t.sec -= (int64_t)secs_ago;
+    ts_format(t, started, sizeof started);
+    json_t *meta = json_pack("{s:s,s:s}", "run_id", id, "started", started);
+    assert_true(rundir_write_json(rd, "meta.json", meta));
+    json_decref(meta);
+}
+
+static void test_prune_keeps_newest_and_never_current(void **state)
+{
+    (void)state;
+    rundir *rd = open_ok("prune");
+    /* names in an order unlike their times: pruning goes by start time */
+    make_run(rd, "e", 500);
+    make_run(rd, "a", 400);
+    make_run(rd, "d", 300);
+    make_run(rd, "b", 200);
+    make_run(rd, "c", 100);
+    make_run(rd, "current", 900); /* oldest of all, but it is the run in progress */
+    /* trash of a prune that was killed halfway goes too */
+    char trash[512];
+    snprintf(trash, sizeof trash, "%s/prune/runs/.trash-old", root);
+    assert_int_equal(mkdir(trash, 0700), 0);
+    rundir_prune(rd, 2, 0);
+    assert_true(exists("%s/prune/runs/c", root));
+    assert_true(exists("%s/prune/runs/b", root));
+    assert_true(exists("%s/prune/runs/current", root));
+    assert_false(exists("%s/prune/runs/d", root));
+    assert_false(exists("%s/prune/runs/a", root));
+    assert_false(exists("%s/prune/runs/e", root));
+    assert_false(exists("%s", trash));
+    rundir_close(rd);
+}
+
+static void test_prune_by_age_keeps_younger_runs(void **state)
+{
+    (void)state;
+    rundir *rd = open_ok("age");
+    make_run(rd, "r3days", 3 * 86400.0);
+    make_run(rd, "r2days", 2 * 86400.0);
+    make_run(rd, "r1hour", 3600);
+    make_run(rd, "r1min", 60);
+    make_run(rd, "now", 0);
+    /* keep 1, but also whatever is younger than 1.5 days */
+    rundir_prune(rd, 1, 1.5 * 86400);
+    assert_true(exists("%s/age/runs/now", root));
+    assert_true(exists("%s/age/runs/r1min", root));
+    assert_true(exists("%s/age/runs/r1hour", root));
+    assert_false(exists("%s/age/runs/r2days", root));
+    assert_false(exists("%s/age/runs/r3days", root));
+    /* keep 0 without an age rule: only the current run stays */
+    rundir_prune(rd, 0, 0);
+    assert_true(exists("%s/age/runs/now", root));
+    assert_false(exists("%s/age/runs/r1min", root));
+    rundir_close(rd);
+}
+
+/* --- reading runs back ------------------------------------------------------------- */
+
+static void test_list_find_and_running(void **state)
+{
+    (void)state;
+    char msg[512];
+    json_t *list = rundir_list(root, "nothing-yet", msg, sizeof msg);
+    assert_non_null(list);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+
+    rundir *rd = open_ok("listed");
+    make_run(rd, "late", 10);
+    make_run(rd, "early", 20);
+    json_t *summary = json_pack("{s:s}", "status", "succeeded");
+    assert_true(rundir_write_json(rd, "summary.json", summary));
+    json_decref(summary);
+    char *root_pl = NULL;
+    char *found = rundir_find(root, "late", &root_pl);
+    assert_non_null(found);
+    assert_string_equal(root_pl, "listed");
+    char want[512];
+    snprintf(want, sizeof want, "%s/listed/runs/late", root);
+    assert_string_equal(found, want);
+    free(found);
+    free(root_pl);
+    assert_null(rundir_find(root, "no-such-run", NULL));
+    assert_null(rundir_find(root, "../listed", NULL));
+
+    list = rundir_list(root, "listed", msg, sizeof msg);
+    assert_non_null(list);
+    assert_int_equal(json_array_size(list), 2);
+    json_t *first = json_array_get(list, 0), *second = json_array_get(list, 1);
+    assert_string_equal(json_string_value(json_object_get(first, "id")), "early");
+    assert_string_equal(json_string_value(json_object_get(second, "id")), "late");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(first, "summary"), "status")),
+        "succeeded");
+    assert_true(json_is_null(json_object_get(second, "summary")));
+
+    /* a run whose process holds the lock is running; once released, it is not */
+    json_t *meta = json_pack("{s:I}", "pid", (json_int_t)getpid());
+    assert_true(rundir_is_running(root, "listed", meta));
+    rundir_close(rd);
+    assert_false(rundir_is_running(root, "listed", meta));
+    json_decref(meta);
+    json_decref(list);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_root_resolution_order),
+        cmocka_unit_test(test_valid_names),
+        cmocka_unit_test_setup_teardown(test_run_folder_and_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_ids_sort_by_time_and_are_unique, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_named_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_pipeline_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwritable_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_contention_between_processes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_other_pipelines_are_not_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_of_killed_process_is_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_fd_is_close_on_exec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_atomic_json_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_keeps_newest_and_never_current, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_prune_by_age_keeps_younger_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_find_and_running, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
