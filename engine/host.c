@@ -110,6 +110,8 @@ void host_task_init(etl_task *t, const char *state, const char *key, const char 
     t->conn_name = conn_name ? conn_name : "";
     t->stage_dir = stage_dir ? stage_dir : ".";
     t->base_dir = ".";
+    t->run_id = "";
+    t->pipeline = "";
     t->attempt = attempt;
     t->cancel = cancel;
     pthread_mutex_init(&t->mu, NULL);
@@ -159,6 +161,8 @@ static const char *h_task_key(etl_task *t) { return t->key; }
 static int h_task_attempt(etl_task *t) { return t->attempt; }
 static const char *h_task_base_dir(etl_task *t) { return t->base_dir; }
 static bool h_task_keep_staged(etl_task *t) { return t->keep_staged; }
+static const char *h_task_run_id(etl_task *t) { return t->run_id; }
+static const char *h_task_pipeline(etl_task *t) { return t->pipeline; }
 
 static double h_task_time_left(etl_task *t)
 {
@@ -341,7 +345,9 @@ static etl_stage_writer *h_stage_open(etl_task *task, const etl_column *cols, si
      * writer keeps only [A-Za-z0-9._-] of that, so keys such as "a%" and "a_" would
      * meet in one name. A hash of the exact state, key, attempt and a per-process
      * sequence number makes every file of a run distinct (duplicate keys in a Map
-     * included). The writer adds ".csv". */
+     * included). The writer adds ".csv" and cuts names at 120 bytes, so state and key
+     * are cut first: the hash must always end within those 120 bytes (40 + 1 + 50 +
+     * "-a" + 10 digits + "-" + 8 = 112), or two keys would share one file. */
     static _Atomic uint64_t seq;
     uint64_t n = atomic_fetch_add(&seq, 1);
     uint32_t h = stage_crc32c(0, task->state, strlen(task->state) + 1);
@@ -349,8 +355,9 @@ static etl_stage_writer *h_stage_open(etl_task *task, const etl_column *cols, si
     h = stage_crc32c(h, &task->attempt, sizeof task->attempt);
     h = stage_crc32c(h, &n, sizeof n);
     char name[512];
-    snprintf(name, sizeof name, "%s%s%.80s-a%d-%08x%s%s", task->state, task->key[0] ? "-" : "",
-             task->key, task->attempt, h, name_hint ? "-" : "", name_hint ? name_hint : "");
+    snprintf(name, sizeof name, "%.40s%s%.50s-a%d-%08x%s%.40s", task->state,
+             task->key[0] ? "-" : "", task->key, task->attempt, h, name_hint ? "-" : "",
+             name_hint ? name_hint : "");
     return (etl_stage_writer *)stage_writer_open(task->stage_dir, name,
                                                  (const stage_column *)cols, n_cols, err);
 }
@@ -470,6 +477,8 @@ static const etl_host services = {
     .stage_read_bytes = h_stage_read_bytes,
     .task_base_dir = h_task_base_dir,
     .task_keep_staged = h_task_keep_staged,
+    .task_run_id = h_task_run_id,
+    .task_pipeline = h_task_pipeline,
 };
 
 const etl_host *host_services(void) { return &services; }

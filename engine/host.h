@@ -27,6 +27,8 @@ struct etl_task {
     const char *stage_dir;    /* where staged files go */
     const char *base_dir;     /* the pipeline file's directory ("." when unknown) */
     bool keep_staged;         /* staging.keep of the pipeline */
+    const char *run_id;       /* $$.Execution.Name ("" when unknown) */
+    const char *pipeline;     /* the pipeline's name ("" when unknown) */
     int attempt;              /* from 1 */
     int64_t deadline_ns;      /* CLOCK_MONOTONIC; 0 = none (set when the work starts) */
     atomic_int *cancel;       /* the work's cancel word */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "exec.h"
 #include "graph.h"
 #include "host.h"
@@ -48,6 +50,7 @@ static const char usage_text[] =
     "       etlrun check PIPELINE              connect to every connection and report each\n"
     "       etlrun runs PIPELINE               list the pipeline's past runs, newest last\n"
     "       etlrun show RUN_ID [--history]     print a run's summary (and its events)\n"
+    "       etlrun resume RUN_ID               finish a failed, cancelled or killed run\n"
     "       etlrun plugins                     list the connectors: built in and plugins\n"
     "       etlrun plugin check FILE.so        check a connector plugin against the interface\n"
     "       etlrun --help | --version\n"
@@ -61,6 +64,9 @@ static const char usage_text[] =
     "  --jobs N             worker threads for blocking Task work (default 8)\n"
     "  --history FILE       also append the execution's events to FILE, as JSON lines\n"
     "  --name NAME          the run id ($$.Execution.Name; default generated, sorts by time)\n"
+    "  --resume RUN_ID|last continue that run (same input and id): completed Map iterations\n"
+    "                       and Parallel branches are reused, failed paths restart at the\n"
+    "                       state that failed\n"
     "  --stage-dir DIR      where staged files go (default: staging.dir of the pipeline,\n"
     "                       else the run folder's stage/)\n"
     "  --state-dir DIR      the state directory (runs, locks); also for runs and show\n"
@@ -127,6 +133,7 @@ enum {
 typedef struct run_args {
     const char *input, *input_file, *history, *name, *stage_dir;
     const char *state_dir, *summary, *notify_url, *env_file, *log_file;
+    const char *resume;     /* --resume RUN_ID|last, or `etlrun resume RUN_ID` */
     double wait_lock;       /* < 0: fail at once when locked */
     bool strict, quiet, verbose, show_history;
     log_format log_format;
@@ -417,6 +424,9 @@ static int cmd_run(const char *file, const run_args *a)
     pipeline *pl = NULL;
     sched_outcome out = {0};
     char msg[1024];
+    ckpt_replay replay = {0};
+    bool have_replay = false;
+    ckpt *cp = NULL;
 
     g_log_format = a->log_format;
     log_config lc = {.format = a->log_format, .quiet = a->quiet, .verbose = a->verbose,
@@ -466,7 +476,62 @@ static int cmd_run(const char *file, const run_args *a)
         rc = locked ? EXIT_LOCKED : EXIT_FAILED;
         goto out;
     }
-    if (!rundir_new_run(rd, a->name, msg, sizeof msg)) {
+    int redrive = 0;
+    if (a->resume) {
+        /* continue a failed, cancelled or killed run: same folder, input and name */
+        char want[256];
+        snprintf(want, sizeof want, "%s", a->resume);
+        if (strcmp(want, "last") == 0) {
+            json_t *runs = rundir_list(root, pl->name, msg, sizeof msg);
+            size_t n = json_array_size(runs);
+            const char *id =
+                n ? json_string_value(json_object_get(json_array_get(runs, n - 1), "id")) : NULL;
+            snprintf(want, sizeof want, "%s", id ? id : "");
+            json_decref(runs);
+            if (!want[0]) {
+                final_line("pipeline %s has no run to resume", pl->name);
+                rc = EXIT_USAGE;
+                goto out;
+            }
+        }
+        bool reused = rundir_reuse_run(rd, want, msg, sizeof msg);
+        if (!reused) {
+            final_line("%s", msg);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        char mpath[PATH_MAX];
+        snprintf(mpath, sizeof mpath, "%s/meta.json", rundir_run_path(rd));
+        json_t *old = json_load_file(mpath, 0, NULL);
+        const char *st = json_string_value(json_object_get(old, "status"));
+        if (!old || !json_object_get(old, "input")) {
+            final_line("%s is missing or damaged: run %s cannot be resumed", mpath, want);
+            json_decref(old);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (st && strcmp(st, "succeeded") == 0) {
+            final_line("run %s of %s succeeded: there is nothing to resume", want, pl->name);
+            json_decref(old);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        json_decref(input);
+        input = json_incref(json_object_get(old, "input"));
+        redrive = (int)json_integer_value(json_object_get(old, "redrive_count")) + 1;
+        json_decref(old);
+        if (!ckpt_load(rundir_run_path(rd), &replay, msg, sizeof msg)) {
+            final_line("cannot resume run %s: %s", want, msg);
+            goto out;
+        }
+        have_replay = true;
+        if (!sched_check_replay(pl, &replay, msg, sizeof msg)) {
+            final_line("cannot resume run %s: %s (the pipeline changed since; run it afresh)",
+                       want, msg);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    } else if (!rundir_new_run(rd, a->name, msg, sizeof msg)) {
         final_line("%s", msg);
         rc = a->name ? EXIT_USAGE : EXIT_FAILED;
         goto out;
@@ -479,7 +544,8 @@ static int cmd_run(const char *file, const run_args *a)
     if (hpath) {
         snprintf(hpath, hlen, "%s/history.jsonl", run_path);
         /* private like the rest of the run folder: events carry inputs and outputs */
-        int fd = open(hpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fd = open(hpath, O_WRONLY | O_CREAT | (a->resume ? O_APPEND : O_TRUNC) | O_CLOEXEC,
+                      0600);
         run_hist = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (fd >= 0 && !run_hist)
             close(fd);
@@ -507,10 +573,11 @@ static int cmd_run(const char *file, const run_args *a)
     char started[40];
     ts_format(ts_now(), started, sizeof started);
     char *abs_file = realpath(file, NULL);
-    meta = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s?,s:O,s:s}", "run_id", run_id, "pipeline",
-                     pl->name, "file", abs_file ? abs_file : file, "started", started, "pid",
-                     (json_int_t)getpid(), "status", "running", "stage_dir", stage_dir,
-                     "input", input, "etlrun", ETLRUN_VERSION);
+    meta = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s?,s:O,s:s,s:i}", "run_id", run_id,
+                     "pipeline", pl->name, "file", abs_file ? abs_file : file, "started",
+                     started, "pid", (json_int_t)getpid(), "status", "running", "stage_dir",
+                     stage_dir, "input", input, "etlrun", ETLRUN_VERSION, "redrive_count",
+                     redrive);
     free(abs_file);
     if (!meta || !rundir_write_json(rd, "meta.json", meta)) {
         final_line("cannot write %s/meta.json: %s", run_path, strerror(errno));
@@ -543,12 +610,29 @@ static int cmd_run(const char *file, const run_args *a)
     log_msg(ETL_LOG_INFO, NULL, NULL, NULL, "run %s started: pipeline %s, input %zu bytes",
             run_id, pl->name, input_len);
 
+    cp = ckpt_open(run_path, msg, sizeof msg);
+    if (!cp) {
+        final_line("%s", msg);
+        goto out;
+    }
+    if (a->resume)
+        log_msg(ETL_LOG_INFO, NULL, NULL, NULL,
+                "resuming run %s (resume %d): %zu completed iterations and branches are "
+                "reused", run_id, redrive, json_object_size(replay.done));
+
     observer obs = {.rep = rep, .hist = run_hist};
     sched_options opt = {.jobs = a->jobs, .history = user_hist, .name = run_id,
                          .wake_fd = wake_pipe[0], .signo = &got_signal,
-                         .stage_dir = stage_dir, .observe = observe, .observe_arg = &obs};
+                         .stage_dir = stage_dir, .observe = observe, .observe_arg = &obs,
+                         .ckpt = cp, .replay = have_replay ? &replay : NULL,
+                         .redrive_count = redrive};
     sched_run(pl, input, &opt, &out);
     report_clear_progress(rep);
+    bool ckpt_ok = ckpt_close(cp, msg, sizeof msg);
+    cp = NULL;
+    if (!ckpt_ok)
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s (a resume of this run would redo more)",
+                msg);
 
     /* the history is buffered: a full disk shows only here, and must not pass silently */
     bool hist_ok = true;
@@ -628,6 +712,10 @@ static int cmd_run(const char *file, const run_args *a)
     if (end_line[0])
         final_line("%s", end_line);
 out:
+    if (cp)
+        ckpt_close(cp, msg, sizeof msg);
+    if (have_replay)
+        ckpt_replay_free(&replay);
     report_free(rep);
     json_decref(out.output);
     json_decref(input);
@@ -642,6 +730,38 @@ out:
     free(root);
     pipeline_free(pl);
     log_close();
+    return rc;
+}
+
+/* `etlrun resume RUN_ID`: the run's folder names its pipeline file (meta.json). */
+static int cmd_resume(const char *run_id, const run_args *a)
+{
+    char *root = rundir_root(a->state_dir);
+    char *pipeline = NULL;
+    char *path = root ? rundir_find(root, run_id, &pipeline) : NULL;
+    json_t *meta = NULL;
+    int rc = EXIT_USAGE;
+    if (!path) {
+        fprintf(stderr, "etlrun: no run %s in %s; 'etlrun runs PIPELINE' lists the runs\n",
+                run_id, root ? root : "the state directory");
+        goto out;
+    }
+    char mpath[PATH_MAX];
+    snprintf(mpath, sizeof mpath, "%s/meta.json", path);
+    meta = json_load_file(mpath, 0, NULL);
+    const char *file = json_string_value(json_object_get(meta, "file"));
+    if (!file) {
+        fprintf(stderr, "etlrun: %s has no pipeline file: the run cannot be resumed\n", mpath);
+        goto out;
+    }
+    run_args b = *a;
+    b.resume = run_id;
+    rc = cmd_run(file, &b);
+out:
+    json_decref(meta);
+    free(path);
+    free(pipeline);
+    free(root);
     return rc;
 }
 
@@ -839,7 +959,7 @@ out:
 enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION,
        OPT_STAGE_DIR, OPT_STATE_DIR, OPT_WAIT_LOCK, OPT_STRICT, OPT_LOG_FORMAT,
        OPT_LOG_FILE, OPT_QUIET, OPT_VERBOSE, OPT_SUMMARY, OPT_NOTIFY_URL, OPT_ENV_FILE,
-       OPT_SHOW_HISTORY };
+       OPT_SHOW_HISTORY, OPT_RESUME };
 
 static const struct option longopts[] = {
     {"input", required_argument, NULL, OPT_INPUT},
@@ -859,6 +979,7 @@ static const struct option longopts[] = {
     {"notify-url", required_argument, NULL, OPT_NOTIFY_URL},
     {"env-file", required_argument, NULL, OPT_ENV_FILE},
     {"show-history", no_argument, NULL, OPT_SHOW_HISTORY}, /* show's --history, see below */
+    {"resume", required_argument, NULL, OPT_RESUME},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -993,6 +1114,10 @@ int main(int argc, char **argv)
             a.env_file = optarg;
             a.used |= OPTS_ENV;
             break;
+        case OPT_RESUME:
+            a.resume = optarg;
+            a.used |= OPTS_RUN;
+            break;
         case OPT_SHOW_HISTORY:
             a.show_history = true;
             a.used |= OPTS_SHOW;
@@ -1035,7 +1160,8 @@ int main(int argc, char **argv)
         return plugin_check(args[2], stdout) == 0 ? EXIT_OK : EXIT_FAILED;
     }
     const char *cmd = "run";
-    static const char *const commands[] = {"run", "validate", "graph", "check", "runs", "show"};
+    static const char *const commands[] = {"run",  "validate", "graph", "check",
+                                           "runs", "show",     "resume"};
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(args[0], commands[i]) == 0) {
             cmd = args[0];
@@ -1043,11 +1169,18 @@ int main(int argc, char **argv)
             nargs--;
             break;
         }
-    bool is_run = strcmp(cmd, "run") == 0, is_runs = strcmp(cmd, "runs") == 0,
+    bool is_resume = strcmp(cmd, "resume") == 0;
+    bool is_run = strcmp(cmd, "run") == 0 || is_resume, is_runs = strcmp(cmd, "runs") == 0,
          is_show = strcmp(cmd, "show") == 0;
-    if (is_show && nargs != 1)
+    if ((is_show || is_resume) && nargs != 1)
         return usage_error(nargs == 0 ? "%s: no run id given" : "%s: give exactly one run id",
                            cmd);
+    if (a.resume && (a.input || a.input_file || a.name))
+        return usage_error("%s", "a resumed run keeps its input and name: no --input, "
+                                 "--input-file or --name with --resume");
+    if (is_resume && (a.input || a.input_file || a.name || a.resume))
+        return usage_error("%s", "resume keeps the run's input and name: no --input, "
+                                 "--input-file, --name or --resume");
     if (nargs != 1)
         return usage_error(nargs == 0 ? "%s: no pipeline given" : "%s: give exactly one pipeline",
                            cmd);
@@ -1083,5 +1216,7 @@ int main(int argc, char **argv)
         return cmd_runs(args[0], &a);
     if (is_show)
         return cmd_show(args[0], &a);
+    if (is_resume)
+        return cmd_resume(args[0], &a);
     return cmd_run(args[0], &a);
 }

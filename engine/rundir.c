@@ -340,6 +340,28 @@ out:
     return ok;
 }
 
+bool rundir_reuse_run(rundir *rd, const char *run_id, char *msg, size_t len)
+{
+    char *runs = join(rd->dir, "runs");
+    char *path = runs && rundir_valid_name(run_id) ? join(runs, run_id) : NULL;
+    free(runs);
+    struct stat st;
+    if (!path || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, len, "pipeline %s has no run %s", rd->pipeline, run_id);
+        free(path);
+        return false;
+    }
+    free(rd->run_path);
+    free(rd->run_id);
+    rd->run_path = path;
+    rd->run_id = strdup(run_id);
+    if (!rd->run_id) {
+        snprintf(msg, len, "out of memory");
+        return false;
+    }
+    return true;
+}
+
 const char *rundir_run_id(const rundir *rd) { return rd->run_id; }
 const char *rundir_run_path(const rundir *rd) { return rd->run_path; }
 

@@ -32,6 +32,8 @@ rundir *rundir_open(const char *root, const char *pipeline, double wait_s, bool 
                     char *msg, size_t len);
 /* Create the run's folder with a new run id (or name). */
 bool rundir_new_run(rundir *rd, const char *name, char *msg, size_t len);
+/* Continue an existing run (resume): its folder becomes the current run's. */
+bool rundir_reuse_run(rundir *rd, const char *run_id, char *msg, size_t len);
 const char *rundir_run_id(const rundir *rd);
 const char *rundir_run_path(const rundir *rd);
 /* Write NAME (e.g. "summary.json") in the run folder atomically (temp, fsync, rename). */

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "connpool.h"
 #include "jsontext.h"
 #include "plugins.h"
@@ -75,6 +76,8 @@ struct frame {
     bool queued, cancelled, finished;
     bool in_state;             /* between enter and leave of cur */
     frame *ready_next;
+    char *path;                /* checkpoint path ("" = top), NULL without checkpoints */
+    json_t *replayed;          /* output recorded by an earlier attempt: finish with it */
 };
 
 struct run {
@@ -186,7 +189,7 @@ static json_t *build_ctx(void *arg)
     json_t *ctx = json_pack(
         "{s:{s:s+,s:O,s:s,s:s,s:i},s:{s:s+,s:s},s:{s:s,s:s,s:i}}",
         "Execution", "Id", "etlrun:", r->exec_name, "Input", r->exec_input, "Name",
-        r->exec_name, "StartTime", r->start_time, "RedriveCount", 0,
+        r->exec_name, "StartTime", r->start_time, "RedriveCount", r->opt->redrive_count,
         "StateMachine", "Id", "etlrun:", r->pl->name, "Name", r->pl->name,
         "State", "Name", f->cur ? f->cur->name : "", "EnteredTime", entered, "RetryCount",
         f->retry_count);
@@ -215,6 +218,7 @@ const char *sched_pipeline_dir(frame *f) { return f->r->pl->dir; }
 const pipeline *sched_pipeline(frame *f) { return f->r->pl; }
 connpool *sched_connpool(frame *f) { return f->r->conns; }
 const char *sched_stage_dir(frame *f) { return f->r->stage_dir; }
+const char *sched_run_id(frame *f) { return f->r->exec_name; }
 int sched_attempt(frame *f) { return f->retry_count + 1; }
 void *sched_scratch(frame *f) { return f->scratch; }
 
@@ -330,6 +334,8 @@ void sched_timer(frame *f, int64_t when_ns) { timer_set(f, when_ns, TK_STATE); }
 
 /* ---------- frames ---------- */
 
+static void replay_position(frame *f);
+
 static frame *frame_new(run *r, frame *parent, machine *m, json_t *input, int64_t index)
 {
     frame *f = calloc(1, sizeof *f);
@@ -353,7 +359,50 @@ static frame *frame_new(run *r, frame *parent, machine *m, json_t *input, int64_
         parent->first_child = f;
         parent->n_children++;
     }
+    if (r->opt->ckpt || r->opt->replay) {
+        if (!parent) {
+            f->path = strdup("");
+        } else {
+            size_t n = strlen(parent->path) + strlen(parent->cur->name) + 32;
+            f->path = malloc(n);
+            if (f->path)
+                snprintf(f->path, n, "%s/%s[%lld]", parent->path, parent->cur->name,
+                         (long long)index);
+        }
+        if (!f->path)
+            abort(); /* out of memory: checkpoints could no longer be trusted */
+        replay_position(f);
+    }
     return f;
+}
+
+/* A frame of a resumed run starts where its path stopped: with the output of a
+ * completed iteration or branch, or at the state it last fanned out from or failed at,
+ * with that state's recorded input. sched_check_replay made sure the names fit. */
+static void replay_position(frame *f)
+{
+    const ckpt_replay *rp = f->r->opt->replay;
+    if (!rp)
+        return;
+    json_t *out = json_object_get(rp->done, f->path);
+    if (out) {
+        f->replayed = json_incref(out);
+        return;
+    }
+    json_t *at = json_object_get(rp->resume, f->path);
+    state *st = at ? machine_find(f->m, json_string_value(json_object_get(at, "state"))) : NULL;
+    if (st) {
+        f->cur = st;
+        json_decref(f->input);
+        f->input = json_incref(json_object_get(at, "input"));
+    }
+}
+
+static void record(run *r, json_t *rec)
+{
+    if (r->opt->ckpt && rec)
+        ckpt_record(r->opt->ckpt, rec);
+    json_decref(rec);
 }
 
 static int *attempts_of(frame *f)
@@ -439,6 +488,8 @@ static void frame_finish(frame *f, json_t *output, const etl_error *err)
         frame_try_finalize_cancelled(parent);
         return;
     }
+    if (!err && r->opt->ckpt && !f->replayed)
+        record(r, json_pack("{s:s,s:s,s:O}", "k", "done", "path", f->path, "output", output));
     state *pst = parent->cur;
     pst->ops->on_child(pst, parent, f->index, err ? NULL : output, err);
     json_decref(output);
@@ -446,6 +497,8 @@ static void frame_finish(frame *f, json_t *output, const etl_error *err)
 
 static void frame_free(frame *f)
 {
+    free(f->path);
+    json_decref(f->replayed);
     json_decref(f->input);
     json_decref(f->effective);
     json_decref(f->item);
@@ -569,6 +622,9 @@ static void transition(frame *f, state *next, json_t *output)
 
 static void frame_fail(frame *f, const etl_error *err)
 {
+    if (f->r->opt->ckpt && f->cur)
+        record(f->r, json_pack("{s:s,s:s,s:s,s:O}", "k", "fail", "path", f->path, "state",
+                               f->cur->name, "input", f->input));
     if (history_on(f->r))
         history_emit(f->r, f, "StateFailed", error_details(err));
     frame_finish(f, NULL, err);
@@ -745,6 +801,9 @@ static void enter_state(frame *f)
     if (nr > sizeof f->attempts / sizeof f->attempts[0] &&
         !(f->attempts_big = calloc(nr, sizeof(int))))
         abort(); /* attempts_of() would index the 16-slot array past its end */
+    if (r->opt->ckpt && (st->type == ST_MAP || st->type == ST_PARALLEL))
+        record(r, json_pack("{s:s,s:s,s:s,s:O}", "k", "at", "path", f->path, "state",
+                            st->name, "input", f->input));
     if (state_events_on(r))
         history_emit(r, f, "StateEntered", json_pack("{s:s,s:O}", "stateType",
                                                      st->ops->type_name, "input", f->input));
@@ -972,6 +1031,13 @@ static void step_ready(frame *f)
 {
     if (f->finished)
         return;
+    if (f->replayed && !f->cancelled) {
+        /* completed by an earlier attempt of this run: reuse its output */
+        if (history_on(f->r))
+            history_emit(f->r, f, "CheckpointReplayed", json_pack("{s:s}", "path", f->path));
+        frame_finish(f, json_incref(f->replayed), NULL);
+        return;
+    }
     if (f->cancelled) {
         if (!f->work && f->n_children == 0) {
             etl_error e;
@@ -1050,10 +1116,11 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
         out->status = out->err.status;
         goto out;
     }
-    r.pool = pool_start(opt->jobs > 0 ? opt->jobs : 8, work_done, &r, thread_hook, pl->reg);
+    int jobs = opt->jobs > 0 ? opt->jobs : 8;
+    r.pool = pool_start(jobs, work_done, &r, thread_hook, pl->reg);
     if (!r.pool) {
         etl_fail(&out->err, ETL_EIO, "States.Runtime", "cannot start %d worker threads: %s",
-                 opt->jobs, strerror(errno));
+                 jobs, strerror(errno));
         out->status = ETL_EIO;
         goto out;
     }
@@ -1178,4 +1245,59 @@ out:
     free(r.heap);
     json_decref(r.output);
     return out->status;
+}
+
+/* The machine a checkpoint path runs in, or NULL (msg says why). */
+static machine *path_machine(const pipeline *pl, const char *p, char *msg, size_t len)
+{
+    machine *m = pl->top;
+    while (*p) {
+        char name[512];
+        long long idx;
+        int used = 0;
+        if (sscanf(p, "/%511[^[][%lld]%n", name, &idx, &used) != 2 || used == 0) {
+            snprintf(msg, len, "malformed checkpoint path '%s'", p);
+            return NULL;
+        }
+        state *st = machine_find(m, name);
+        if (!st || (st->type != ST_MAP && st->type != ST_PARALLEL)) {
+            snprintf(msg, len, "the checkpoints name the %s state '%s', which the pipeline "
+                               "no longer has as a Map or Parallel", m->label, name);
+            return NULL;
+        }
+        machine **kids = NULL;
+        size_t nk = st->ops->children(st, &kids);
+        if (st->type == ST_MAP)
+            m = nk ? kids[0] : NULL;
+        else
+            m = idx >= 0 && (size_t)idx < nk ? kids[idx] : NULL;
+        if (!m) {
+            snprintf(msg, len, "Parallel state '%s' no longer has a branch %lld", name, idx + 1);
+            return NULL;
+        }
+        p += used;
+    }
+    return m;
+}
+
+bool sched_check_replay(const pipeline *pl, const ckpt_replay *replay, char *msg, size_t len)
+{
+    const char *p;
+    json_t *v;
+    json_object_foreach(replay->done, p, v) {
+        if (!path_machine(pl, p, msg, len))
+            return false;
+    }
+    json_object_foreach(replay->resume, p, v) {
+        machine *m = path_machine(pl, p, msg, len);
+        if (!m)
+            return false;
+        const char *name = json_string_value(json_object_get(v, "state"));
+        if (!name || !machine_find(m, name)) {
+            snprintf(msg, len, "the checkpoints resume %s at state '%s', which it no longer "
+                               "has", m->label, name ? name : "(none)");
+            return false;
+        }
+    }
+    return true;
 }

@@ -31,6 +31,12 @@ typedef struct sched_options {
     void (*observe)(void *arg, const json_t *event);
     void *observe_arg;
     bool observe_states;
+    /* Checkpoints (engine/checkpoint.h): record completed Map iterations and Parallel
+     * branches, fan-out entries and failures into ckpt (NULL = none); replay those of
+     * earlier attempts of this run (NULL = a fresh run; see sched_check_replay). */
+    struct ckpt *ckpt;
+    const struct ckpt_replay *replay;
+    int redrive_count;            /* $$.Execution.RedriveCount: resumes so far */
 } sched_options;
 
 typedef struct sched_outcome {
@@ -45,6 +51,13 @@ typedef struct sched_outcome {
  * IntervalSeconds x BackoffRate^attempt, capped by MaxDelaySeconds, then multiplied by
  * unit_random (uniform in [0,1)) under JitterStrategy FULL. */
 double sched_retry_delay(const retrier *rt, int attempt, double unit_random);
+
+/* Check that the checkpoints in replay fit pl (every path and state they name still
+ * exists): a pipeline whose states were removed or renamed since cannot be resumed.
+ * Returns false with the first misfit described in msg. */
+struct ckpt_replay;
+bool sched_check_replay(const pipeline *pl, const struct ckpt_replay *replay, char *msg,
+                        size_t len);
 
 /* Run pl with input (borrowed). Returns out->status. Interrupted by a signal: every
  * frame is cancelled and the run returns ETL_ECANCELLED with out->signal set once all

@@ -168,6 +168,7 @@ bool sched_cancelled(frame *f);
 const pipeline *sched_pipeline(frame *f);
 struct connpool *sched_connpool(frame *f);
 const char *sched_stage_dir(frame *f);
+const char *sched_run_id(frame *f); /* $$.Execution.Name */
 int sched_attempt(frame *f);
 /* The pipeline's directory, for resolving relative programs. */
 const char *sched_pipeline_dir(frame *f);

@@ -312,6 +312,8 @@ static void enter_connector(state *st, frame *f, json_t *effective)
                    sched_stage_dir(f), sched_attempt(f), &cw->w.cancel);
     cw->task.base_dir = pl->dir;
     cw->task.keep_staged = pl->stage_keep;
+    cw->task.run_id = sched_run_id(f);
+    cw->task.pipeline = pl->name;
     cw->w.key = cw->key[0] ? cw->key : NULL;
     cw->w.conn_name = cw->task.conn_name;
     sched_submit(f, &cw->w, im->timeout_s);

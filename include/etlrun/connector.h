@@ -245,6 +245,12 @@ typedef struct etl_host {
     /* True when the pipeline says staged files are kept after a successful load
      * (staging.keep); a load's own `keep` parameter adds to it. */
     bool (*task_keep_staged)(etl_task *task);
+    /* The run the task belongs to: its id ($$.Execution.Name; the same across a resume
+     * of that run) and the pipeline's name. For a load ledger: a load that finds its
+     * (pipeline, run id, state, key) already committed must not load again. Valid as
+     * long as the task. */
+    const char *(*task_run_id)(etl_task *task);
+    const char *(*task_pipeline)(etl_task *task);
 } etl_host;
 
 /* Flags of an action. */
