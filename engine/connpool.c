@@ -36,6 +36,11 @@ connpool *connpool_new(const pipeline *pl)
         pthread_mutex_init(&cp->p[i].mu, NULL);
         cp->p[i].def = &pl->conns[i];
         cp->p[i].idle = calloc((size_t)pl->conns[i].max_connections, sizeof(etl_conn *));
+        if (!cp->p[i].idle) {
+            cp->n = i + 1; /* release would store into a NULL idle array */
+            connpool_free(cp);
+            return NULL;
+        }
     }
     return cp;
 }

@@ -229,6 +229,10 @@ bool registry_load(registry *r, const char *path, diag *d, doc_pos pos)
         return false;
     }
     bool ok = add(r, c, p, h);
+    if (!ok) {
+        diag_add(d, pos, "plugin %s: out of memory", path);
+        dlclose(h);
+    }
     free(abs);
     return ok;
 }
