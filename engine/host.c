@@ -115,17 +115,45 @@ void host_task_init(etl_task *t, const char *state, const char *key, const char 
     t->attempt = attempt;
     t->cancel = cancel;
     pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+}
+
+/* The plugin's cancel callback may block (PQcancel connects to the server), so it never
+ * runs on the scheduler thread: a short-lived thread runs it under t->mu, and
+ * host_task_done waits for such a thread before the task may be freed. */
+static void *canceller(void *arg)
+{
+    etl_task *t = arg;
+    pthread_mutex_lock(&t->mu);
+    void (*fn)(void *) = t->cancel_fn;
+    t->cancel_fn = NULL; /* called once */
+    if (fn)
+        fn(t->cancel_arg); /* under mu: on_cancel(NULL) cannot return while fn runs */
+    t->cancellers--;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu); /* the last touch of t */
+    return NULL;
 }
 
 void host_task_cancel(etl_task *t)
 {
     atomic_store(t->cancel, 1);
     pthread_mutex_lock(&t->mu);
-    void (*fn)(void *) = t->cancel_fn;
-    void *arg = t->cancel_arg;
-    t->cancel_fn = NULL; /* called once */
-    if (fn)
-        fn(arg); /* under mu: on_cancel(NULL) cannot return while fn runs */
+    if (t->cancel_fn) {
+        pthread_t th;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        t->cancellers++;
+        if (pthread_create(&th, &at, canceller, t) != 0) {
+            /* no thread to be had: run it here rather than not at all */
+            void (*fn)(void *) = t->cancel_fn;
+            t->cancel_fn = NULL;
+            t->cancellers--;
+            fn(t->cancel_arg);
+        }
+        pthread_attr_destroy(&at);
+    }
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -133,7 +161,16 @@ void host_task_done(etl_task *t)
 {
     pthread_mutex_lock(&t->mu);
     t->cancel_fn = NULL;
+    while (t->cancellers > 0)
+        pthread_cond_wait(&t->cv, &t->mu);
     pthread_mutex_unlock(&t->mu);
+}
+
+void host_task_destroy(etl_task *t)
+{
+    host_task_done(t);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
 }
 
 static bool h_cancelled(etl_task *t) { return atomic_load(t->cancel) != 0; }

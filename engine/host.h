@@ -36,16 +36,22 @@ struct etl_task {
     pthread_mutex_t mu;       /* guards the cancel callback */
     void (*cancel_fn)(void *);/* guarded by mu */
     void *cancel_arg;         /* guarded by mu */
+    pthread_cond_t cv;        /* signalled when a canceller thread ends */
+    int cancellers;           /* guarded by mu: canceller threads not yet done */
 };
 
 /* Initialise a task (strings are borrowed and must outlive it). */
 void host_task_init(etl_task *t, const char *state, const char *key, const char *conn_name,
                     const char *stage_dir, int attempt, atomic_int *cancel);
-/* Request cancellation: sets the cancel word and runs the registered callback, if any,
- * on the calling thread. Thread-safe; idempotent. */
+/* Request cancellation: sets the cancel word and starts the registered callback, if
+ * any, on a short-lived thread of its own (it may block: PQcancel connects to the
+ * server), so the caller (the scheduler) never waits for it. Thread-safe; idempotent. */
 void host_task_cancel(etl_task *t);
-/* After the action returned: drop any callback. */
+/* After the action returned: drop any callback, and wait for a cancel callback that
+ * is running on its own thread. */
 void host_task_done(etl_task *t);
+/* host_task_done, then free the task's lock (the task's memory is the caller's). */
+void host_task_destroy(etl_task *t);
 
 /* A validate-time checker reporting to d at positions inside node (the object whose
  * fields are named in check_error). */

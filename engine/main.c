@@ -337,8 +337,7 @@ static int cmd_check(const char *file)
             printf("%s (%s): ok, %s\n", cd->name, c->name, version);
             c->close(host_services(), conn);
         }
-        host_task_done(&task);
-        pthread_mutex_destroy(&task.mu);
+        host_task_destroy(&task);
     }
     registry_thread_end(pl->reg);
     registry_global_cleanup(pl->reg);

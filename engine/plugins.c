@@ -23,6 +23,20 @@
 #define CONNECTOR_V1_SIZE (offsetof(etl_connector, actions) + sizeof(const etl_action *))
 #define ACTION_V1_SIZE (offsetof(etl_action, run) + sizeof(void *))
 
+/* The action table is walked with the plugin's own sizeof(etl_action) (its first
+ * entry's struct_size), so a plugin built with a longer or shorter etl_action than
+ * this host's is read correctly: only the members the host knows are used. */
+static size_t action_stride(const etl_connector *c)
+{
+    uint32_t sz = c->actions ? c->actions[0].struct_size : 0;
+    return sz >= ACTION_V1_SIZE ? sz : sizeof(etl_action);
+}
+
+static const etl_action *action_next(const etl_connector *c, const etl_action *a)
+{
+    return (const etl_action *)((const char *)a + action_stride(c));
+}
+
 typedef struct entry {
     const etl_connector *c;
     char *path;    /* NULL for built-ins */
@@ -123,7 +137,7 @@ static int check_connector(const etl_connector *c, void (*report)(void *, const 
     }
     size_t n = 0;
     /* the table ends at the first entry whose name is NULL, as the header says */
-    for (const etl_action *a = c->actions; a->name; a++, n++) {
+    for (const etl_action *a = c->actions; a->name; a = action_next(c, a), n++) {
         if (n > 1000) {
             REPORT("the action table has no end: its last entry must have name NULL");
             return errors;
@@ -134,6 +148,10 @@ static int check_connector(const etl_connector *c, void (*report)(void *, const 
                    (size_t)ACTION_V1_SIZE);
             continue;
         }
+        if (a->struct_size != c->actions[0].struct_size)
+            REPORT("action '%s': struct_size %u differs from the first action's %u; every "
+                   "entry is one etl_action of the same build", a->name, a->struct_size,
+                   c->actions[0].struct_size);
         if (!valid_name(a->name))
             REPORT("action '%s': invalid name: use [a-z][a-z0-9_]*", a->name);
         if (!a->run)
@@ -141,7 +159,7 @@ static int check_connector(const etl_connector *c, void (*report)(void *, const 
         if ((a->flags & ETL_ACTION_NEEDS_CONNECTION) && !c->open)
             REPORT("action '%s' needs a connection, but the connector has no open function",
                    a->name);
-        for (const etl_action *b = c->actions; b < a; b++)
+        for (const etl_action *b = c->actions; b < a; b = action_next(c, b))
             if (b->name && strcmp(b->name, a->name) == 0)
                 REPORT("action '%s' is defined twice", a->name);
     }
@@ -331,7 +349,7 @@ const etl_connector *registry_find(registry *r, const char *name, diag *d, doc_p
 
 const etl_action *registry_action(const etl_connector *c, const char *name)
 {
-    for (const etl_action *a = c->actions; a && a->name; a++)
+    for (const etl_action *a = c->actions; a && a->name; a = action_next(c, a))
         if (strcmp(a->name, name) == 0)
             return a;
     return NULL;
@@ -361,7 +379,7 @@ void registry_list(registry *r, FILE *out)
                 r->e[i].path ? r->e[i].path : "(built in)");
         if (c->description)
             fprintf(out, "           %s\n", c->description);
-        for (const etl_action *a = c->actions; a && a->name; a++)
+        for (const etl_action *a = c->actions; a && a->name; a = action_next(c, a))
             fprintf(out, "           %s.%s%s%s\n", c->name, a->name, a->summary ? "  " : "",
                     a->summary ? a->summary : "");
     }
@@ -428,7 +446,7 @@ int plugin_check(const char *file, FILE *out)
         return fr.errors ? fr.errors : 1;
     fprintf(out, "%s: connector '%s' version %s, ABI %u, struct_size %u\n", file, c->name,
             c->version ? c->version : "-", c->abi_version, c->struct_size);
-    for (const etl_action *a = c->actions; a->name; a++)
+    for (const etl_action *a = c->actions; a->name; a = action_next(c, a))
         fprintf(out, "%s:   action %s.%s%s%s%s\n", file, c->name, a->name,
                 a->check ? " (checks its Parameters)" : "",
                 a->flags & ETL_ACTION_NEEDS_CONNECTION ? " (needs a connection)" : "",

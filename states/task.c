@@ -273,7 +273,7 @@ static void destroy_connector(work *w)
     json_decref(w->result);
     json_decref(cw->params);
     free(cw->key);
-    pthread_mutex_destroy(&cw->task.mu);
+    host_task_destroy(&cw->task);
     free(cw);
 }
 

@@ -30,16 +30,31 @@
  *
  * THREADS
  * - etl_connector_entry, global_init and global_cleanup run on the main thread, before
- *   any worker starts and after every worker has stopped.
+ *   any worker starts and after every worker has stopped. The CLI runs them once per
+ *   process; a program that runs several pipelines (the test suite) calls them in pairs,
+ *   possibly more than once. check_settings and action checks may run before
+ *   global_init.
  * - thread_init/thread_end run on each worker thread, before its first and after its
  *   last call into the plugin (MySQL's mysql_thread_init is the model).
  * - check_settings and action check functions run at validate time, on the main thread.
  * - open, close and action run functions run on worker threads, concurrently with each
  *   other, but one etl_conn is used by one thread at a time: the host pools
  *   connections, lends each to one task at a time and enforces max_connections.
- * - A cancel callback (etl_host.on_cancel) runs on another thread than the task, while
- *   the task runs: it must only do thread-safe things (PQcancel, a KILL QUERY on another
- *   connection, setting a flag).
+ * - A cancel callback (etl_host.on_cancel) runs on a thread of its own, while the task
+ *   runs: it must only do thread-safe things (PQcancel, a KILL QUERY on another
+ *   connection, setting a flag). It may block for a while (a network round trip); it
+ *   must not call on_cancel itself.
+ *
+ * RESULTS AND FAILURES OF AN ACTION
+ * - On failure, leave *out_result NULL (or a reference the host may drop): the host
+ *   drops whatever it holds.
+ * - Return ETL_ECANCELLED only when host->cancelled(task) is true. A connection whose
+ *   action returned ETL_ECANCELLED, ETL_ETIMEOUT or ETL_ECONNECT is closed by the host;
+ *   after any other failure it goes back to the pool, so leave it usable (roll back an
+ *   open transaction).
+ * - etl_error.transient is recorded in the history and shown to operators; a pipeline's
+ *   Retry decides on error names (ErrorEquals), so give transient failures names a
+ *   Retry can match (Etl.ConnectionFailed).
  *
  * OWNERSHIP
  * - Every etl_json* handed to a plugin is borrowed for the duration of the call unless a
@@ -301,7 +316,9 @@ typedef struct etl_connector {
      * main thread at the end of the run), never concurrently with another use of it. */
     void (*close)(const etl_host *host, etl_conn *conn);
     /* True when a pooled connection is still usable (e.g. after a server restart the
-     * host closes and reopens). NULL = always usable. */
+     * host closes and reopens). It runs on a worker before the connection is lent and
+     * cannot be cancelled: answer from local state or a bounded probe, never block.
+     * NULL = always usable. */
     bool (*alive)(const etl_host *host, etl_conn *conn);
     /* Write a one-line description of the server behind conn into buf (e.g.
      * "PostgreSQL 15.4"), for `etlrun check`. NULL = not supported. */
