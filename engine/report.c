@@ -483,7 +483,10 @@ json_t *report_summary(report *r, const char *pipeline, const char *run_id,
                                                                           : "failed";
     json_t *err = out->status == ETL_OK
                       ? json_null()
-                      : json_pack("{s:s,s:s}", "name", out->err.name, "cause", out->err.cause);
+                      : json_pack("{s:s,s:s,s:s*,s:s*}", "name", out->err.name, "cause",
+                                  out->err.cause, "state",
+                                  out->failed_state[0] ? out->failed_state : NULL, "key",
+                                  out->failed_key[0] ? out->failed_key : NULL);
 
     json_t *keys = json_array();
     for (size_t i = 0; i < r->n_keys; i++)
@@ -588,8 +591,13 @@ void report_print(const json_t *summary, FILE *out, bool color)
             jstr(summary, "pipeline", "?"), color ? (ok ? "\033[1;32m" : "\033[1;31m") : "",
             upper, color ? "\033[0m" : "", dur, jstr(summary, "started", "?"));
     const json_t *err = json_object_get(summary, "error");
-    if (json_is_object(err))
+    if (json_is_object(err)) {
         fprintf(out, "Error: %s: %s\n", jstr(err, "name", ""), jstr(err, "cause", ""));
+        if (json_object_get(err, "state"))
+            fprintf(out, "       in state '%s'%s%s%s\n", jstr(err, "state", ""),
+                    json_object_get(err, "key") ? ", key '" : "", jstr(err, "key", ""),
+                    json_object_get(err, "key") ? "'" : "");
+    }
 
     const json_t *keys = json_object_get(summary, "keys");
     size_t n = json_array_size(keys);

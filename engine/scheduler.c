@@ -77,6 +77,7 @@ struct frame {
     bool in_state;             /* between enter and leave of cur */
     frame *ready_next;
     char *path;                /* checkpoint path ("" = top), NULL without checkpoints */
+    char key[128];             /* the key of the frame's last task ("" = none) */
     json_t *replayed;          /* output recorded by an earlier attempt: finish with it */
 };
 
@@ -114,6 +115,7 @@ struct run {
     bool timed_out;
     bool cancel_set;
     etl_error cancel_err;      /* why the whole run was cancelled (timeout, signal) */
+    char leaf_state[128], leaf_key[128], leaf_error[ETL_ERROR_NAME_MAX]; /* last leaf failure */
 };
 
 int64_t sched_now_ns(void)
@@ -622,6 +624,12 @@ static void transition(frame *f, state *next, json_t *output)
 
 static void frame_fail(frame *f, const etl_error *err)
 {
+    if (f->cur && f->cur->type != ST_MAP && f->cur->type != ST_PARALLEL) {
+        run *r = f->r;
+        snprintf(r->leaf_state, sizeof r->leaf_state, "%s", f->cur->name);
+        snprintf(r->leaf_key, sizeof r->leaf_key, "%s", f->key);
+        snprintf(r->leaf_error, sizeof r->leaf_error, "%s", err->name);
+    }
     if (f->r->opt->ckpt && f->cur)
         record(f->r, json_pack("{s:s,s:s,s:s,s:O}", "k", "fail", "path", f->path, "state",
                                f->cur->name, "input", f->input));
@@ -907,6 +915,12 @@ static void handle_completion(run *r, work *w)
     if (f->timer_kind == TK_TIMEOUT)
         timer_clear(f);
     if (f->cancelled) {
+        /* a trace for the operator: which key's work was cut short */
+        if (history_on(r))
+            history_emit(r, f, "TaskAborted",
+                         json_pack("{s:s*,s:s*,s:I,s:I}", "key", w->key, "connection",
+                                   w->conn_name && *w->conn_name ? w->conn_name : NULL, "rows",
+                                   (json_int_t)w->rows, "bytes", (json_int_t)w->bytes));
         w->destroy(w);
         frame_try_finalize_cancelled(f);
         return;
@@ -919,6 +933,7 @@ static void handle_completion(run *r, work *w)
                  f->work_timeout_s);
         w->status = ETL_ETIMEOUT;
     }
+    snprintf(f->key, sizeof f->key, "%s", w->key ? w->key : "");
     if (history_on(r)) {
         json_t *d = w->status == ETL_OK ? json_pack("{s:O}", "output", w->result)
                                         : error_details(&w->err);
@@ -1219,6 +1234,9 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
         if (r.status == ETL_ECANCELLED && r.cancel_set) {
             out->err = r.cancel_err;
             out->status = r.cancel_err.status;
+        } else if (r.leaf_state[0] && strcmp(r.leaf_error, out->err.name) == 0) {
+            snprintf(out->failed_state, sizeof out->failed_state, "%s", r.leaf_state);
+            snprintf(out->failed_key, sizeof out->failed_key, "%s", r.leaf_key);
         }
     }
     if (history_on(&r)) {
@@ -1261,8 +1279,8 @@ static machine *path_machine(const pipeline *pl, const char *p, char *msg, size_
         }
         state *st = machine_find(m, name);
         if (!st || (st->type != ST_MAP && st->type != ST_PARALLEL)) {
-            snprintf(msg, len, "the checkpoints name the %s state '%s', which the pipeline "
-                               "no longer has as a Map or Parallel", m->label, name);
+            snprintf(msg, len, "the checkpoints name the state '%s' of %s, which the "
+                               "pipeline no longer has as a Map or Parallel", name, m->label);
             return NULL;
         }
         machine **kids = NULL;

@@ -45,6 +45,10 @@ typedef struct sched_outcome {
     etl_error err;                /* the execution's error on failure */
     uint64_t transitions;         /* states entered */
     int signal;                   /* the signal that interrupted the run, else 0 */
+    /* Where the failure started: the state (not a Map or Parallel that only passed a
+     * child's error on) and the task's key; "" when unknown. */
+    char failed_state[128];
+    char failed_key[128];
 } sched_outcome;
 
 /* The delay in seconds before retry number attempt+1 (attempt counts from 0):
