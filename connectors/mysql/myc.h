@@ -7,8 +7,10 @@
  *              mysql.query and mysql.exec
  *   types.c    result columns: binding by type, values as text and as JSON, manifest
  *              type names, and the types and conversions of a load (create: true)
+ *   dtoa.c     shortest round-trip decimals of doubles and floats (Schubfach), for types.c
  *   extract.c  mysql.extract: an unbuffered prepared statement into a staged CSV file
- *   load.c     mysql.load: LOAD DATA LOCAL INFILE fed from a staged file, one transaction
+ *   load.c     mysql.load: LOAD DATA LOCAL INFILE fed from a staged file, one transaction,
+ *              and its row in the load ledger
  * Only the public plugin interface is used (include/etlrun/connector.h). */
 #ifndef ETL_MYSQL_CONNECTOR_H
 #define ETL_MYSQL_CONNECTOR_H
@@ -44,7 +46,12 @@ typedef struct myc_settings {
     char *ssl_ca, *ssl_cert, *ssl_key;
     char *init_sql;
     char label[300];           /* "user@host:port/db" for causes; never a password */
+    bool ledger_off;           /* ledger: false */
+    char *ledger_table;        /* ledger_table; NULL = MYC_LEDGER_DEFAULT */
 } myc_settings;
+
+/* The load ledger's table when the connection names none (in its database). */
+#define MYC_LEDGER_DEFAULT "etlrun_load_ledger"
 
 typedef struct myc_infile myc_infile; /* a running load's feeder (load.c) */
 
@@ -59,6 +66,7 @@ struct etl_conn {
     unsigned last_errno;       /* of the last failure myc_fail classified */
     myc_infile *infile;        /* set only while LOAD DATA LOCAL runs: any other
                                 * LOCAL INFILE request from the server is refused */
+    bool ledger_ready;         /* the load ledger's table was seen or created (load.c) */
 };
 
 /* Problems go to a checker (validate time: every problem, at its position) or to an
@@ -213,6 +221,23 @@ void myc_result_close(myc_result *r);
  * (buf >= 32). */
 size_t myc_fmt_double(double d, char *buf);
 size_t myc_fmt_float(float f, char *buf);
+
+/* ---------- dtoa.c: shortest round-trip decimals ---------- */
+
+/* A positive decimal digits * 10^exp10; digits has no trailing zero. */
+typedef struct myc_decimal {
+    uint64_t digits;
+    int exp10;
+} myc_decimal;
+/* The shortest decimal that reads back (strtod/strtof: nearest, ties to even) as |v|,
+ * and of those the nearest |v| (a tie: even digits). v finite and not zero. Any thread. */
+myc_decimal myc_shortest_double(double v);
+myc_decimal myc_shortest_float(float v);
+/* d (from myc_shortest_*) as printf("%.*g", P, d) prints it, P = max(min_prec, digits of
+ * d), min_prec <= 17: fixed notation unless the decimal exponent is < -4 or >= P (1e+15,
+ * 1.5e-07, 123.25), "-" first when neg. NUL-terminated, at most 25 bytes with the NUL;
+ * returns the length. */
+size_t myc_decimal_text(myc_decimal d, bool neg, int min_prec, char *buf);
 
 /* How a load converts a staged column of a source type (the manifest's) to the value
  * LOAD DATA assigns. */
