@@ -221,10 +221,49 @@ static int batch_file(const struct dirent *de)
     return de->d_name[0] != '.' && n > 6 && strcmp(de->d_name + n - 6, ".jsonl") == 0;
 }
 
+/* Whether the record number seq of path q belongs to an earlier visit of one of q's
+ * ancestors: an "at" of the Map or Parallel state that made an ancestor came after it
+ * (the state was entered again, by a loop or a retry, and its children start over).
+ * lastat: child path prefix "P/S[" -> the number of the last "at" of path P at S. */
+static bool stale(const char *q, json_int_t seq, json_t *lastat)
+{
+    char prefix[4096];
+    const char *p = q;
+    while (*p == '/') {
+        const char *open = strchr(p, '[');
+        const char *close = open ? strchr(open, ']') : NULL;
+        if (!close || (size_t)(open - q) + 2 > sizeof prefix)
+            return false; /* malformed: sched_check_replay refuses it */
+        memcpy(prefix, q, (size_t)(open - q) + 1);
+        prefix[open - q + 1] = 0;
+        json_t *at = json_object_get(lastat, prefix);
+        if (at && json_integer_value(at) > seq)
+            return true;
+        p = close + 1;
+    }
+    return false;
+}
+
+/* Drop from table the entries that stale() says belong to an earlier visit. */
+static void drop_stale(json_t *table, json_t *seqs, json_t *lastat)
+{
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(table, tmp, k, v) {
+        if (stale(k, json_integer_value(json_object_get(seqs, k)), lastat))
+            json_object_del(table, k);
+    }
+}
+
 bool ckpt_load(const char *run_path, ckpt_replay *out, char *msg, size_t len)
 {
     out->done = json_object();
     out->resume = json_object();
+    /* record numbers: of each entry of done and resume, and of the last "at" per child
+     * path prefix (see stale) */
+    json_t *done_seq = json_object(), *resume_seq = json_object(), *lastat = json_object();
+    json_int_t seq = 0;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_path);
     struct dirent **names = NULL;
@@ -261,13 +300,27 @@ bool ckpt_load(const char *run_path, ckpt_replay *out, char *msg, size_t len)
                 ok = false;
                 break;
             }
-            if (strcmp(k, "done") == 0)
+            seq++;
+            if (strcmp(k, "done") == 0) {
                 json_object_set(out->done, p, json_object_get(rec, "output"));
-            else if (strcmp(k, "at") == 0 || strcmp(k, "fail") == 0)
+                json_object_set_new(done_seq, p, json_integer(seq));
+            } else if (strcmp(k, "at") == 0 || strcmp(k, "fail") == 0) {
                 json_object_set_new(out->resume, p,
                                     json_pack("{s:O,s:O}", "state",
                                               json_object_get(rec, "state"), "input",
                                               json_object_get(rec, "input")));
+                json_object_set_new(resume_seq, p, json_integer(seq));
+                const char *st = json_string_value(json_object_get(rec, "state"));
+                if (strcmp(k, "at") == 0 && st) {
+                    size_t n = strlen(p) + strlen(st) + 3;
+                    char *prefix = malloc(n);
+                    if (prefix) {
+                        snprintf(prefix, n, "%s/%s[", p, st);
+                        json_object_set_new(lastat, prefix, json_integer(seq));
+                        free(prefix);
+                    }
+                }
+            }
             json_decref(rec);
         }
         free(line);
@@ -276,6 +329,13 @@ bool ckpt_load(const char *run_path, ckpt_replay *out, char *msg, size_t len)
     for (int i = 0; i < n; i++)
         free(names[i]);
     free(names);
+    if (ok) {
+        drop_stale(out->done, done_seq, lastat);
+        drop_stale(out->resume, resume_seq, lastat);
+    }
+    json_decref(done_seq);
+    json_decref(resume_seq);
+    json_decref(lastat);
     if (!ok)
         ckpt_replay_free(out);
     return ok;

@@ -543,8 +543,16 @@ static int cmd_run(const char *file, const run_args *a)
     if (hpath) {
         snprintf(hpath, hlen, "%s/history.jsonl", run_path);
         /* private like the rest of the run folder: events carry inputs and outputs */
-        int fd = open(hpath, O_WRONLY | O_CREAT | (a->resume ? O_APPEND : O_TRUNC) | O_CLOEXEC,
-                      0600);
+        int fd = open(hpath, (a->resume ? O_RDWR | O_APPEND : O_WRONLY | O_TRUNC) | O_CREAT |
+                                 O_CLOEXEC, 0600);
+        /* a killed attempt can leave its last event cut short: end that line, so that the
+         * resumed attempt's first event is a line of its own */
+        char last = '\n';
+        off_t size = fd >= 0 && a->resume ? lseek(fd, 0, SEEK_END) : 0;
+        if (size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n') {
+            ssize_t w = write(fd, "\n", 1);
+            (void)w; /* at worst the torn line swallows the next event, as before */
+        }
         run_hist = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (fd >= 0 && !run_hist)
             close(fd);

@@ -79,6 +79,7 @@ struct frame {
     char *path;                /* checkpoint path ("" = top), NULL without checkpoints */
     char key[128];             /* the key of the frame's last task ("" = none) */
     json_t *replayed;          /* output recorded by an earlier attempt: finish with it */
+    state *resumed_at;         /* where replay_position put the frame, until entered */
 };
 
 struct run {
@@ -395,6 +396,7 @@ static void replay_position(frame *f)
     state *st = at ? machine_find(f->m, json_string_value(json_object_get(at, "state"))) : NULL;
     if (st) {
         f->cur = st;
+        f->resumed_at = st;
         json_decref(f->input);
         f->input = json_incref(json_object_get(at, "input"));
     }
@@ -809,9 +811,13 @@ static void enter_state(frame *f)
     if (nr > sizeof f->attempts / sizeof f->attempts[0] &&
         !(f->attempts_big = calloc(nr, sizeof(int))))
         abort(); /* attempts_of() would index the 16-slot array past its end */
-    if (r->opt->ckpt && (st->type == ST_MAP || st->type == ST_PARALLEL))
+    /* not when re-entering the state a resume put the frame in: that is the same visit,
+     * and a new "at" would make its recorded children look stale (ckpt_load) */
+    if (r->opt->ckpt && (st->type == ST_MAP || st->type == ST_PARALLEL) &&
+        st != f->resumed_at)
         record(r, json_pack("{s:s,s:s,s:s,s:O}", "k", "at", "path", f->path, "state",
                             st->name, "input", f->input));
+    f->resumed_at = NULL;
     if (state_events_on(r))
         history_emit(r, f, "StateEntered", json_pack("{s:s,s:O}", "stateType",
                                                      st->ops->type_name, "input", f->input));
