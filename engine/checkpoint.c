@@ -301,7 +301,10 @@ bool ckpt_load(const char *run_path, ckpt_replay *out, char *msg, size_t len)
                 break;
             }
             seq++;
-            if (strcmp(k, "done") == 0) {
+            if (strcmp(k, "done") == 0 && json_is_true(json_object_get(rec, "caught"))) {
+                /* completed only thanks to a Catch: a resume runs it again (the cause may
+                 * be fixed by now), so it is not replayed */
+            } else if (strcmp(k, "done") == 0) {
                 json_object_set(out->done, p, json_object_get(rec, "output"));
                 json_object_set_new(done_seq, p, json_integer(seq));
             } else if (strcmp(k, "at") == 0 || strcmp(k, "fail") == 0) {

@@ -4,7 +4,9 @@
  * resume: ckpt_load(RUN) --> replay tables --> scheduler
  *
  * Records (JSON objects, one per line):
- *   {"k":"done","path":P,"output":V}          a Map iteration or Parallel branch completed
+ *   {"k":"done","path":P,"output":V,"caught":B} a Map iteration or Parallel branch
+ *                                             completed (caught: only because a Catch
+ *                                             handled an error in it: not replayed)
  *   {"k":"at","path":P,"state":S,"input":V}   path P entered the Map/Parallel state S with
  *                                             raw input V (where P resumes)
  *   {"k":"fail","path":P,"state":S,"input":V} path P failed at state S (resumes there)

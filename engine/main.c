@@ -509,7 +509,14 @@ static int cmd_run(const char *file, const run_args *a)
             rc = EXIT_USAGE;
             goto out;
         }
-        if (st && strcmp(st, "succeeded") == 0) {
+        char spath[PATH_MAX];
+        snprintf(spath, sizeof spath, "%s/summary.json", rundir_run_path(rd));
+        json_t *osum = json_load_file(spath, 0, NULL);
+        json_int_t caught = json_integer_value(json_object_get(osum, "errors_caught"));
+        json_decref(osum);
+        /* a run whose errors were caught (a key recorded as failed) succeeded, but a
+         * resume is how its failed keys are redone once the cause is fixed */
+        if (st && strcmp(st, "succeeded") == 0 && caught == 0) {
             final_line("run %s of %s succeeded: there is nothing to resume", want, pl->name);
             json_decref(old);
             rc = EXIT_USAGE;

@@ -78,6 +78,7 @@ struct frame {
     frame *ready_next;
     char *path;                /* checkpoint path ("" = top), NULL without checkpoints */
     char key[128];             /* the key of the frame's last task ("" = none) */
+    bool caught;               /* a Catch handled an error in this frame or below */
     json_t *replayed;          /* output recorded by an earlier attempt: finish with it */
     state *resumed_at;         /* where replay_position put the frame, until entered */
 };
@@ -493,7 +494,10 @@ static void frame_finish(frame *f, json_t *output, const etl_error *err)
         return;
     }
     if (!err && r->opt->ckpt && !f->replayed)
-        record(r, json_pack("{s:s,s:s,s:O}", "k", "done", "path", f->path, "output", output));
+        record(r, json_pack("{s:s,s:s,s:O,s:b}", "k", "done", "path", f->path, "output", output,
+                            "caught", f->caught));
+    if (!err && f->caught)
+        parent->caught = true;
     state *pst = parent->cur;
     pst->ops->on_child(pst, parent, f->index, err ? NULL : output, err);
     json_decref(output);
@@ -767,6 +771,7 @@ void sched_fail(frame *f, const etl_error *err_in)
             history_emit(r, f, "StateCaught",
                          json_pack("{s:s,s:s,s:s}", "error", err.name, "cause", err.cause,
                                    "next", c->next->name));
+        f->caught = true; /* a resume runs this path again: the error may be fixed */
         transition(f, c->next, out);
         return;
     }
