@@ -200,6 +200,7 @@ static const char *h_task_base_dir(etl_task *t) { return t->base_dir; }
 static bool h_task_keep_staged(etl_task *t) { return t->keep_staged; }
 static const char *h_task_run_id(etl_task *t) { return t->run_id; }
 static const char *h_task_pipeline(etl_task *t) { return t->pipeline; }
+static const char *h_task_path(etl_task *t) { return t->path; }
 
 static double h_task_time_left(etl_task *t)
 {
@@ -516,6 +517,7 @@ static const etl_host services = {
     .task_keep_staged = h_task_keep_staged,
     .task_run_id = h_task_run_id,
     .task_pipeline = h_task_pipeline,
+    .task_path = h_task_path,
 };
 
 const etl_host *host_services(void) { return &services; }

@@ -29,6 +29,7 @@ struct etl_task {
     bool keep_staged;         /* staging.keep of the pipeline */
     const char *run_id;       /* $$.Execution.Name ("" when unknown) */
     const char *pipeline;     /* the pipeline's name ("" when unknown) */
+    char path[512];           /* where in the execution: "" or "/Keys[3]"... */
     int attempt;              /* from 1 */
     int64_t deadline_ns;      /* CLOCK_MONOTONIC; 0 = none (set when the work starts) */
     atomic_int *cancel;       /* the work's cancel word */

@@ -23,6 +23,7 @@
 #include "graph.h"
 #include "host.h"
 #include "jsontext.h"
+#include "ledger_cmd.h"
 #include "log.h"
 #include "machine.h"
 #include "notify.h"
@@ -51,6 +52,8 @@ static const char usage_text[] =
     "       etlrun runs PIPELINE               list the pipeline's past runs, newest last\n"
     "       etlrun show RUN_ID [--history]     print a run's summary (and its events)\n"
     "       etlrun resume RUN_ID               finish a failed, cancelled or killed run\n"
+    "       etlrun ledger PIPELINE [--key K] [--limit N]\n"
+    "                                          the newest loads recorded in the load ledgers\n"
     "       etlrun plugins                     list the connectors: built in and plugins\n"
     "       etlrun plugin check FILE.so        check a connector plugin against the interface\n"
     "       etlrun --help | --version\n"
@@ -128,12 +131,15 @@ enum {
     OPTS_STATE = 2,    /* --state-dir */
     OPTS_ENV = 4,      /* --env-file */
     OPTS_SHOW = 8,     /* show's --history */
+    OPTS_LEDGER = 16,  /* ledger's --key, --limit */
 };
 
 typedef struct run_args {
     const char *input, *input_file, *history, *name, *stage_dir;
     const char *state_dir, *summary, *notify_url, *env_file, *log_file;
     const char *resume;     /* --resume RUN_ID|last, or `etlrun resume RUN_ID` */
+    const char *ledger_key; /* ledger --key */
+    int ledger_limit;       /* ledger --limit */
     double wait_lock;       /* < 0: fail at once when locked */
     bool strict, quiet, verbose, show_history;
     log_format log_format;
@@ -973,7 +979,7 @@ out:
 enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION,
        OPT_STAGE_DIR, OPT_STATE_DIR, OPT_WAIT_LOCK, OPT_STRICT, OPT_LOG_FORMAT,
        OPT_LOG_FILE, OPT_QUIET, OPT_VERBOSE, OPT_SUMMARY, OPT_NOTIFY_URL, OPT_ENV_FILE,
-       OPT_SHOW_HISTORY, OPT_RESUME };
+       OPT_SHOW_HISTORY, OPT_RESUME, OPT_KEY, OPT_LIMIT };
 
 static const struct option longopts[] = {
     {"input", required_argument, NULL, OPT_INPUT},
@@ -994,6 +1000,8 @@ static const struct option longopts[] = {
     {"env-file", required_argument, NULL, OPT_ENV_FILE},
     {"show-history", no_argument, NULL, OPT_SHOW_HISTORY}, /* show's --history, see below */
     {"resume", required_argument, NULL, OPT_RESUME},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"limit", required_argument, NULL, OPT_LIMIT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -1132,6 +1140,20 @@ int main(int argc, char **argv)
             a.resume = optarg;
             a.used |= OPTS_RUN;
             break;
+        case OPT_KEY:
+            a.ledger_key = optarg;
+            a.used |= OPTS_LEDGER;
+            break;
+        case OPT_LIMIT: {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end || n < 1 || n > 100000)
+                return usage_error("--limit must be an integer from 1 to 100000, not '%s'",
+                                   optarg);
+            a.ledger_limit = (int)n;
+            a.used |= OPTS_LEDGER;
+            break;
+        }
         case OPT_SHOW_HISTORY:
             a.show_history = true;
             a.used |= OPTS_SHOW;
@@ -1174,8 +1196,8 @@ int main(int argc, char **argv)
         return plugin_check(args[2], stdout) == 0 ? EXIT_OK : EXIT_FAILED;
     }
     const char *cmd = "run";
-    static const char *const commands[] = {"run",  "validate", "graph", "check",
-                                           "runs", "show",     "resume"};
+    static const char *const commands[] = {"run",  "validate", "graph",  "check",
+                                           "runs", "show",     "resume", "ledger"};
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(args[0], commands[i]) == 0) {
             cmd = args[0];
@@ -1183,7 +1205,7 @@ int main(int argc, char **argv)
             nargs--;
             break;
         }
-    bool is_resume = strcmp(cmd, "resume") == 0;
+    bool is_resume = strcmp(cmd, "resume") == 0, is_ledger = strcmp(cmd, "ledger") == 0;
     bool is_run = strcmp(cmd, "run") == 0 || is_resume, is_runs = strcmp(cmd, "runs") == 0,
          is_show = strcmp(cmd, "show") == 0;
     if ((is_show || is_resume) && nargs != 1)
@@ -1201,7 +1223,10 @@ int main(int argc, char **argv)
     unsigned allowed = is_run ? OPTS_RUN | OPTS_STATE | OPTS_ENV
                        : is_runs ? OPTS_STATE
                        : is_show ? OPTS_STATE | OPTS_SHOW
+                       : is_ledger ? OPTS_ENV | OPTS_LEDGER
                                  : OPTS_ENV;
+    if (a.used & ~allowed & OPTS_LEDGER)
+        return usage_error("%s takes no --key or --limit (they are ledger's)", cmd);
     if (a.used & OPTS_RUN & ~allowed)
         return usage_error("%s takes no run options (--input, --jobs, ...)", cmd);
     if (a.used & ~allowed & OPTS_STATE)
@@ -1232,5 +1257,14 @@ int main(int argc, char **argv)
         return cmd_show(args[0], &a);
     if (is_resume)
         return cmd_resume(args[0], &a);
+    if (is_ledger) {
+        pipeline *pl = load(args[0]);
+        if (!pl)
+            return EXIT_USAGE;
+        int rc = ledger_cmd(pl, a.ledger_key, a.ledger_limit, stdout) == 0 ? EXIT_OK
+                                                                           : EXIT_FAILED;
+        pipeline_free(pl);
+        return rc;
+    }
     return cmd_run(args[0], &a);
 }

@@ -223,6 +223,21 @@ const pipeline *sched_pipeline(frame *f) { return f->r->pl; }
 connpool *sched_connpool(frame *f) { return f->r->conns; }
 const char *sched_stage_dir(frame *f) { return f->r->stage_dir; }
 const char *sched_run_id(frame *f) { return f->r->exec_name; }
+
+void sched_frame_path(frame *f, char *buf, size_t len)
+{
+    if (f->path) {
+        snprintf(buf, len, "%s", f->path);
+        return;
+    }
+    if (!f->parent) {
+        snprintf(buf, len, "%s", "");
+        return;
+    }
+    char up[512];
+    sched_frame_path(f->parent, up, sizeof up);
+    snprintf(buf, len, "%s/%s[%lld]", up, f->parent->cur->name, (long long)f->index);
+}
 int sched_attempt(frame *f) { return f->retry_count + 1; }
 void *sched_scratch(frame *f) { return f->scratch; }
 

@@ -169,6 +169,9 @@ const pipeline *sched_pipeline(frame *f);
 struct connpool *sched_connpool(frame *f);
 const char *sched_stage_dir(frame *f);
 const char *sched_run_id(frame *f); /* $$.Execution.Name */
+/* The frame's place in the execution: "" at the top, "/Keys[3]" in item 3 of Map state
+ * Keys, nested alike; the same as the checkpoint paths. */
+void sched_frame_path(frame *f, char *buf, size_t len);
 int sched_attempt(frame *f);
 /* The pipeline's directory, for resolving relative programs. */
 const char *sched_pipeline_dir(frame *f);

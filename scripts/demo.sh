@@ -31,3 +31,7 @@ echo "== the warehouse now (PostgreSQL): rows per campaign" >&2
 PGPASSWORD=$ETL_PG_PASSWORD psql -h "$ETL_PG_HOST" -p "$ETL_PG_PORT" -U "$ETL_PG_USER" \
   -d "$ETL_PG_DB" -c "SELECT campaign_id, count(*) AS rows FROM orders GROUP BY 1 ORDER BY 1"
 echo "== $(wc -l < "$work/history.jsonl") history events were recorded" >&2
+echo "== build/etlrun ledger examples/warehouse/pipeline.yaml --limit 5" >&2
+build/etlrun ledger examples/warehouse/pipeline.yaml --limit 5
+echo "== build/etlrun runs warehouse-refresh" >&2
+build/etlrun runs warehouse-refresh

@@ -33,7 +33,7 @@
 static const char *const setting_keys[] = {
     "url", "host", "port", "user", "database", "socket", "password_env", "password_file",
     "connect_timeout", "ssl_mode", "ssl_ca", "ssl_cert", "ssl_key", "init_sql", "password",
-    NULL,
+    "ledger", "ledger_table", NULL,
 };
 
 static int hexval(int c)
@@ -224,6 +224,7 @@ static void free_settings(myc_settings *s)
     free(s->ssl_cert);
     free(s->ssl_key);
     free(s->init_sql);
+    free(s->ledger_table);
     memset(s, 0, sizeof *s);
 }
 
@@ -238,7 +239,8 @@ static void parse_settings(myc_report *r, const etl_json *s, myc_settings *out)
     myc_known_keys(r, s, setting_keys);
     const char *url = NULL, *host = NULL, *user = NULL, *db = NULL, *sock = NULL;
     const char *pw_env = NULL, *pw_file = NULL, *ssl_mode = NULL, *ca = NULL, *cert = NULL,
-               *key = NULL, *init = NULL;
+               *key = NULL, *init = NULL, *ledger_table = NULL;
+    bool ledger = true;
     int64_t port = 0, timeout = MYC_DEFAULT_CONNECT_TIMEOUT;
     etl_json *pv = NULL;
     const char *ps = myc_param(h, s, "port", &pv) == MYC_LITERAL ? h->json_string(pv, NULL) : NULL;
@@ -254,6 +256,13 @@ static void parse_settings(myc_report *r, const etl_json *s, myc_settings *out)
     myc_get_string(r, s, "ssl_cert", &cert);
     myc_get_string(r, s, "ssl_key", &key);
     myc_get_string(r, s, "init_sql", &init);
+    myc_get_bool(r, s, "ledger", &ledger);
+    myc_get_string(r, s, "ledger_table", &ledger_table);
+    if (ledger_table) {
+        const char *dot = strchr(ledger_table, '.');
+        if (ledger_table[0] == '.' || (dot && (!dot[1] || strchr(dot + 1, '.'))))
+            myc_problem(r, "ledger_table", "'%s' must be table or database.table", ledger_table);
+    }
     if (ps) {
         /* a string of digits, so that port: ${env:DB_PORT} works */
         char *end;
@@ -320,9 +329,12 @@ static void parse_settings(myc_report *r, const etl_json *s, myc_settings *out)
     out->ssl_cert = dup_opt(cert);
     out->ssl_key = dup_opt(key);
     out->init_sql = dup_opt(init);
+    out->ledger_off = !ledger;
+    out->ledger_table = dup_opt(ledger_table);
     if ((host && !out->host) || (user && !out->user) || (db && !out->database) ||
         (sock && !out->socket) || (ca && !out->ssl_ca) || (cert && !out->ssl_cert) ||
-        (key && !out->ssl_key) || (init && !out->init_sql)) {
+        (key && !out->ssl_key) || (init && !out->init_sql) ||
+        (ledger_table && !out->ledger_table)) {
         myc_problem(r, "", "out of memory");
         return;
     }
@@ -612,6 +624,7 @@ static void on_cancel(void *arg)
     j->set.ssl_cert = dup_opt(s->ssl_cert);
     j->set.ssl_key = dup_opt(s->ssl_key);
     j->set.init_sql = NULL; /* not needed to kill, and it may be slow */
+    j->set.ledger_table = NULL; /* the job owns its copy: free_settings frees every field */
     j->thread_id = c->thread_id;
     pthread_t t;
     pthread_attr_t attr;

@@ -1,16 +1,20 @@
-/* mysql.load: a staged file bulk-loaded into a table in one transaction.
+/* mysql.load: a staged file bulk-loaded into a table in one transaction, with its row in
+ * the load ledger.
  *
  * staged CSV --host->stage_read_open (size + CRC32C checked)--> rows
  *   --infile_read: MySQL's escaped text (tab-separated, \N = NULL)-->
  *   LOAD DATA LOCAL INFILE ... (cols | @vars) SET col = UNHEX(...) --> table
  *
- * Steps: open and verify the staged file; (create: CREATE TABLE IF NOT EXISTS, before
- * the transaction, because DDL commits implicitly in MySQL); START TRANSACTION; delete
- * per mode (DELETE, never TRUNCATE, which commits); LOAD DATA into the table (merge: into
- * a temporary table, then INSERT ... SELECT ... ON DUPLICATE KEY UPDATE); the server's
- * warnings must be none (LOCAL turns bad values and duplicate keys into warnings and
- * skipped rows) and the rows loaded must be the manifest's; COMMIT. Any failure rolls
- * back. The staged file and its manifest are removed after the COMMIT unless keep.
+ * Steps: open and verify the staged file; (the ledger table and, with create, the target:
+ * CREATE TABLE IF NOT EXISTS, before the transaction, because DDL commits implicitly in
+ * MySQL); START TRANSACTION; look (pipeline, run id, state, key) up in the ledger and
+ * stop there when this run already committed it; delete per mode (DELETE, never
+ * TRUNCATE, which commits); LOAD DATA into the table (merge: into a temporary table,
+ * then INSERT ... SELECT ... ON DUPLICATE KEY UPDATE); the server's warnings must be
+ * none (LOCAL turns bad values and duplicate keys into warnings and skipped rows) and
+ * the rows loaded must be the manifest's; INSERT the ledger row; COMMIT. Any failure
+ * rolls back. The staged file and its manifest are removed after the COMMIT (or the
+ * skip) unless keep.
  *
  * Trap: the connection's LOCAL INFILE handler is ours for its whole life and refuses
  * every request unless a load is running: with the library's default handler a
@@ -25,6 +29,20 @@
 #include <unistd.h>
 
 #define PENDING_TARGET ((size_t)64 << 10) /* encode rows until this much is pending */
+#define SKIPPED "already loaded in this run (ledger)"
+
+/* Widths of the ledger's identity columns, in bytes (VARBINARY: compared byte for byte,
+ * no collation folds 'A' into 'a' or ignores trailing spaces); their sum stays within
+ * InnoDB's 3072-byte index key. */
+#define LEDGER_MAX_PIPELINE 255
+#define LEDGER_MAX_RUN_ID 128
+#define LEDGER_MAX_STATE 255
+#define LEDGER_MAX_KEY 2048
+#define STR(x) STR_(x)
+#define STR_(x) #x
+
+/* A member of etl_host that the host's struct_size covers (an older host lacks it). */
+#define HOST_HAS(h, m) ((h)->struct_size >= offsetof(etl_host, m) + sizeof((h)->m) && (h)->m)
 
 typedef enum load_mode { MODE_APPEND = 0, MODE_REPLACE, MODE_TRUNCATE, MODE_MERGE } load_mode;
 static const char *const mode_names[] = {"append", "replace", "truncate", "merge"};
@@ -478,6 +496,218 @@ static etl_status run_sb(const etl_host *h, etl_task *task, etl_conn *c, sbuf *b
     return myc_simple(h, task, c, b->s, what, out_affected, err);
 }
 
+/* ---------- the load ledger ----------
+ *
+ * One row per committed load, written in the load's transaction: (pipeline, run id,
+ * state, key) is UNIQUE, so a key is committed at most once per run. A load first looks
+ * its identity up and, when this run already committed it (etlrun died after the COMMIT
+ * and before its checkpoint, or the COMMIT's answer was lost and the load retried),
+ * loads nothing. Two loads of one identity at once: the second's INSERT waits for the
+ * first's transaction and fails with 1062 (duplicate entry) when it commits; the second
+ * then rolls back and reports the load as skipped, like the lookup would have. */
+
+typedef struct ledger {
+    bool on;                  /* this load is recorded */
+    const char *id[5];        /* pipeline, run id, state, key, path (borrowed from the host) */
+    char table[600];          /* quoted */
+} ledger;
+
+/* Whether this load is recorded, and its identity. The ledger needs the run's id: with
+ * a host too old to give it, or a task outside a run (run id ""), loads go unrecorded. */
+static etl_status ledger_use(const etl_host *h, etl_task *task, etl_conn *c, ledger *lg,
+                             etl_error *err)
+{
+    lg->on = false;
+    if (c->set.ledger_off)
+        return ETL_OK;
+    const char *run_id = HOST_HAS(h, task_run_id) ? h->task_run_id(task) : NULL;
+    const char *pipeline = HOST_HAS(h, task_pipeline) ? h->task_pipeline(task) : NULL;
+    if (!run_id || !*run_id) {
+        h->log(task, ETL_LOG_DEBUG, "mysql.load: the host gives no run id; this load is not "
+                                    "recorded in the load ledger");
+        return ETL_OK;
+    }
+    const char *state = h->task_state(task), *key = h->task_key(task);
+    lg->id[0] = pipeline ? pipeline : "";
+    lg->id[1] = run_id;
+    lg->id[2] = state ? state : "";
+    lg->id[3] = key ? key : "";
+    /* the place in the execution: Map items and Parallel branches stay distinct even
+     * when their keys repeat or are absent */
+    lg->id[4] = HOST_HAS(h, task_path) && h->task_path(task) ? h->task_path(task) : "";
+    if (strlen(lg->id[4]) > 256)
+        return h->fail(err, ETL_EINVAL, "Etl.InvalidInput", false,
+                       "mysql.load: the load ledger holds a path of at most 256 bytes; this "
+                       "load is nested too deep for it: set ledger: false on the connection");
+    static const char *const what[] = {"pipeline name", "run id", "state name", "key"};
+    static const size_t max[] = {LEDGER_MAX_PIPELINE, LEDGER_MAX_RUN_ID, LEDGER_MAX_STATE,
+                                 LEDGER_MAX_KEY};
+    for (int i = 0; i < 4; i++)
+        if (strlen(lg->id[i]) > max[i])
+            return h->fail(err, ETL_EINVAL, "Etl.InvalidInput", false,
+                           "mysql.load: the load ledger holds a %s of at most %zu bytes, and "
+                           "this one has %zu; shorten it, or set ledger: false on the "
+                           "connection", what[i], max[i], strlen(lg->id[i]));
+    lg->table[0] = '\0';
+    if (!myc_quote_ident(c->set.ledger_table ? c->set.ledger_table : MYC_LEDGER_DEFAULT, true,
+                         lg->table, sizeof lg->table))
+        return h->fail(err, ETL_EINVAL, "Etl.InvalidInput", false,
+                       "mysql.load: ledger_table is too long");
+    lg->on = true;
+    return ETL_OK;
+}
+
+/* CREATE TABLE IF NOT EXISTS for the ledger, outside any transaction (DDL commits).
+ * MySQL serialises concurrent creators on the name's metadata lock. ENGINE=InnoDB: the
+ * row must commit and roll back with the load. Once seen, a connection does not ask
+ * again. */
+static etl_status ledger_ensure(const etl_host *h, etl_task *task, etl_conn *c,
+                                const ledger *lg, etl_error *err)
+{
+    if (!lg->on || c->ledger_ready)
+        return ETL_OK;
+    sbuf b = {0};
+    sb_add(&b, "CREATE TABLE IF NOT EXISTS %s (pipeline VARBINARY(" STR(LEDGER_MAX_PIPELINE)
+               ") NOT NULL, run_id VARBINARY(" STR(LEDGER_MAX_RUN_ID) ") NOT NULL, state "
+               "VARBINARY(" STR(LEDGER_MAX_STATE) ") NOT NULL, `key` VARBINARY("
+               STR(LEDGER_MAX_KEY) ") NOT NULL, target_table VARCHAR(512) NOT NULL, mode "
+               "VARCHAR(16) NOT NULL, `rows` BIGINT NOT NULL, bytes BIGINT NOT NULL, crc32c "
+               "CHAR(8), loaded_at DATETIME(6) NOT NULL, path VARBINARY(256) NOT NULL "
+               "DEFAULT '', UNIQUE KEY etlrun_load_identity "
+               "(pipeline, run_id, state, path, `key`)) "
+               "ENGINE=InnoDB DEFAULT CHARACTER SET utf8mb4", lg->table);
+    etl_status st = run_sb(h, task, c, &b, "creating the load ledger", NULL, err);
+    /* "already exists" is a note (a warning) of IF NOT EXISTS */
+    if (st == ETL_OK && mysql_warning_count(c->my) == 0)
+        h->log(task, ETL_LOG_INFO, "mysql: created the load ledger %s on %s",
+               c->set.ledger_table ? c->set.ledger_table : MYC_LEDGER_DEFAULT, c->set.label);
+    c->ledger_ready = st == ETL_OK;
+    free(b.s);
+    return st;
+}
+
+/* Bind the identity, then the strings of more (NULL-terminated), then ints, as
+ * parameters. The binds point into *out_arr: decref it after the statement ran. */
+static etl_status ledger_bind(const etl_host *h, const ledger *lg, const char *const *more,
+                              const int64_t *ints, size_t n_ints, myc_params *out,
+                              etl_json **out_arr, etl_error *err)
+{
+    etl_json *arr = *out_arr = h->json_new_array();
+    bool bad = !arr;
+    for (int i = 0; i < 5 && !bad; i++)
+        bad = h->json_append(arr, h->json_new_string(lg->id[i], strlen(lg->id[i]))) != 0;
+    for (size_t i = 0; more && more[i] && !bad; i++)
+        bad = h->json_append(arr, h->json_new_string(more[i], strlen(more[i]))) != 0;
+    for (size_t i = 0; i < n_ints && !bad; i++)
+        bad = h->json_append(arr, h->json_new_int(ints[i])) != 0;
+    return bad ? h->fail(err, ETL_ENOMEM, "States.Runtime", false, "out of memory")
+               : myc_params_bind(h, arr, "the ledger row", out, err);
+}
+
+/* This load's identity in the ledger: *out_found, and the rows and bytes recorded. */
+static etl_status ledger_find(const etl_host *h, etl_task *task, etl_conn *c, const ledger *lg,
+                              bool *out_found, int64_t *out_rows, int64_t *out_bytes,
+                              etl_error *err)
+{
+    sbuf b = {0};
+    myc_params p = {0};
+    MYSQL_STMT *stmt = NULL;
+    *out_found = false;
+    sb_add(&b, "SELECT `rows`, bytes FROM %s WHERE pipeline = ? AND run_id = ? AND state = ? "
+               "AND `key` = ? AND path = ?", lg->table);
+    etl_json *vals = NULL;
+    etl_status st = b.oom ? h->fail(err, ETL_ENOMEM, "States.Runtime", false, "out of memory")
+                          : ledger_bind(h, lg, NULL, NULL, 0, &p, &vals, err);
+    if (st == ETL_OK)
+        st = myc_stmt_run(h, task, c, b.s, &p, "looking the load up in the load ledger", &stmt,
+                          err);
+    if (st == ETL_OK) {
+        long long v[2] = {0, 0};
+        MYSQL_BIND rb[2];
+        memset(rb, 0, sizeof rb);
+        for (int i = 0; i < 2; i++) {
+            rb[i].buffer_type = MYSQL_TYPE_LONGLONG;
+            rb[i].buffer = &v[i];
+        }
+        int rc = mysql_stmt_bind_result(stmt, rb) ? 1 : mysql_stmt_fetch(stmt);
+        if (rc == 0) {
+            *out_found = true;
+            *out_rows = v[0];
+            *out_bytes = v[1];
+        } else if (rc != MYSQL_NO_DATA) {
+            st = myc_fail(h, task, c, stmt, "Etl.QueryFailed",
+                          "reading the load ledger", err);
+        }
+    } else if (c->last_errno == 1146) {
+        c->ledger_ready = false; /* dropped meanwhile: the next load creates it again */
+    }
+    if (stmt)
+        mysql_stmt_close(stmt);
+    myc_params_free(&p);
+    if (vals)
+        h->json_decref(vals);
+    free(b.s);
+    return st;
+}
+
+/* The ledger row of this load, in its transaction. *out_dup: the identity is already
+ * committed (a concurrent load of it won). */
+static etl_status ledger_record(const etl_host *h, etl_task *task, etl_conn *c,
+                                const ledger *lg, const char *table, const char *mode,
+                                int64_t rows, int64_t bytes, const char *crc, bool *out_dup,
+                                etl_error *err)
+{
+    sbuf b = {0};
+    myc_params p = {0};
+    MYSQL_STMT *stmt = NULL;
+    *out_dup = false;
+    sb_add(&b, "INSERT INTO %s (pipeline, run_id, state, `key`, path, target_table, mode, "
+               "crc32c, `rows`, bytes, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+               "UTC_TIMESTAMP(6))",
+           lg->table);
+    const char *more[] = {table, mode, crc, NULL};
+    const int64_t ints[] = {rows, bytes};
+    etl_json *vals = NULL;
+    etl_status st = b.oom ? h->fail(err, ETL_ENOMEM, "States.Runtime", false, "out of memory")
+                          : ledger_bind(h, lg, more, ints, 2, &p, &vals, err);
+    if (st == ETL_OK) {
+        c->last_errno = 0;
+        st = myc_stmt_run(h, task, c, b.s, &p, "recording the load in the load ledger", &stmt,
+                          err);
+        if (st == ETL_EQUERY && c->last_errno == 1062) { /* ER_DUP_ENTRY */
+            *out_dup = true;
+            st = ETL_OK;
+            memset(err, 0, sizeof *err);
+        } else if (st != ETL_OK && c->last_errno == 1146) {
+            c->ledger_ready = false; /* dropped meanwhile: the next load creates it again */
+        }
+    }
+    if (stmt)
+        mysql_stmt_close(stmt);
+    myc_params_free(&p);
+    if (vals)
+        h->json_decref(vals);
+    free(b.s);
+    return st;
+}
+
+static etl_json *result_of(const etl_host *h, const load_opts *o, int64_t rows, int64_t bytes,
+                           int64_t deleted)
+{
+    etl_json *res = h->json_new_object();
+    if (!res || h->json_set(res, "table", h->json_new_string(o->table, strlen(o->table))) ||
+        h->json_set(res, "mode", h->json_new_string(mode_names[o->mode],
+                                                    strlen(mode_names[o->mode]))) ||
+        h->json_set(res, "rows", h->json_new_int(rows)) ||
+        h->json_set(res, "bytes", h->json_new_int(bytes)) ||
+        h->json_set(res, "deleted", h->json_new_int(deleted))) {
+        if (res)
+            h->json_decref(res);
+        return NULL;
+    }
+    return res;
+}
+
 etl_status myc_load_run(const etl_host *h, etl_task *task, etl_conn *c, const etl_json *params,
                         etl_json **out_result, etl_error *err)
 {
@@ -493,8 +723,10 @@ etl_status myc_load_run(const etl_host *h, etl_task *task, etl_conn *c, const et
     etl_json *key_list = NULL;
     myc_params kp = {0};
     MYSQL_STMT *stmt = NULL;
-    bool in_tx = false;
+    bool in_tx = false, done = false, dup = false;
     uint64_t deleted = 0, loaded = 0;
+    int64_t done_rows = 0, done_bytes = 0; /* as the ledger recorded them */
+    ledger lg = {0};
     etl_status st = ETL_OK;
 
     myc_watch(h, task, c);
@@ -508,6 +740,7 @@ etl_status myc_load_run(const etl_host *h, etl_task *task, etl_conn *c, const et
     int64_t m_rows = 0, m_bytes = 0;
     h->json_int(h->json_get(m, "rows"), &m_rows);
     h->json_int(h->json_get(m, "bytes"), &m_bytes);
+    const char *crc = h->json_string(h->json_get(m, "crc32c"), NULL);
     f.n_cols = h->json_size(mcols);
     if (o.columns && h->json_size(o.columns) != f.n_cols) {
         st = h->fail(err, ETL_EINVAL, "Etl.InvalidInput", false,
@@ -546,6 +779,9 @@ etl_status myc_load_run(const etl_host *h, etl_task *task, etl_conn *c, const et
             }
         }
 
+    if ((st = ledger_use(h, task, c, &lg, err)) != ETL_OK ||
+        (st = ledger_ensure(h, task, c, &lg, err)) != ETL_OK)
+        goto out;
     if (o.create) {
         build_create(h, &b, &o, names, types, f.n_cols);
         if ((st = run_sb(h, task, c, &b, "CREATE TABLE (create: true)", NULL, err)) != ETL_OK)
@@ -559,6 +795,11 @@ etl_status myc_load_run(const etl_host *h, etl_task *task, etl_conn *c, const et
         (st = myc_simple(h, task, c, "START TRANSACTION", "START TRANSACTION", NULL, err)))
         goto out;
     in_tx = true;
+    if (lg.on &&
+        (st = ledger_find(h, task, c, &lg, &done, &done_rows, &done_bytes, err)) != ETL_OK)
+        goto out;
+    if (done) /* committed by this run already: nothing is touched */
+        goto skip;
 
     char into[1024] = "";
     if (o.mode == MODE_REPLACE) {
@@ -707,23 +948,50 @@ etl_status myc_load_run(const etl_host *h, etl_task *task, etl_conn *c, const et
         if ((st = run_sb(h, task, c, &b, "DROP TEMPORARY TABLE", NULL, err)) != ETL_OK)
             goto out;
     }
+    if (lg.on && (st = ledger_record(h, task, c, &lg, o.table, mode_names[o.mode],
+                                     (int64_t)loaded, m_bytes, crc ? crc : "", &dup, err)) != ETL_OK)
+        goto out;
+    if (dup) {
+        /* a concurrent load of this identity committed first: what it recorded counts */
+        myc_rollback(c);
+        in_tx = false;
+        if (c->broken) {
+            st = h->fail(err, ETL_ECONNECT, "Etl.ConnectionFailed", true,
+                         "MySQL %s: the connection was lost during the ROLLBACK", c->set.label);
+            goto out;
+        }
+        if ((st = ledger_find(h, task, c, &lg, &done, &done_rows, &done_bytes, err)) != ETL_OK)
+            goto out;
+        if (!done) {
+            done_rows = (int64_t)loaded;
+            done_bytes = m_bytes;
+        }
+        goto skip;
+    }
     if ((st = myc_simple(h, task, c, "COMMIT", "COMMIT", NULL, err)) != ETL_OK)
         goto out;
     in_tx = false;
 
-    etl_json *res = h->json_new_object();
-    if (!res || h->json_set(res, "table", h->json_new_string(o.table, strlen(o.table))) ||
-        h->json_set(res, "mode", h->json_new_string(mode_names[o.mode],
-                                                    strlen(mode_names[o.mode]))) ||
-        h->json_set(res, "rows", h->json_new_int((int64_t)loaded)) ||
-        h->json_set(res, "bytes", h->json_new_int(m_bytes)) ||
-        h->json_set(res, "deleted", h->json_new_int((int64_t)deleted))) {
-        h->json_decref(res);
+    if (!(*out_result = result_of(h, &o, (int64_t)loaded, m_bytes, (int64_t)deleted)))
         /* committed: the load happened; only the report could not be made */
         st = h->fail(err, ETL_ENOMEM, "States.Runtime", false, "out of memory");
-        goto out;
+    goto out;
+skip:
+    if (in_tx) {
+        myc_rollback(c);
+        in_tx = false;
     }
-    *out_result = res;
+    h->log(task, ETL_LOG_INFO, "mysql.load: %s was committed into %s by this run already "
+                               "(load ledger: %lld rows, %lld bytes); not loaded again",
+           o.file, o.table, (long long)done_rows, (long long)done_bytes);
+    etl_json *res = result_of(h, &o, done_rows, done_bytes, 0);
+    if (!res || h->json_set(res, "skipped", h->json_new_string(SKIPPED, strlen(SKIPPED))) != 0) {
+        if (res)
+            h->json_decref(res);
+        st = h->fail(err, ETL_ENOMEM, "States.Runtime", false, "out of memory");
+    } else {
+        *out_result = res;
+    }
 out:
     c->infile = NULL;
     if (stmt)

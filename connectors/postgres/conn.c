@@ -169,6 +169,11 @@ etl_status pg_open(const etl_host *h, etl_task *task, const etl_json *settings_o
         st = h->fail(err, ETL_ENOMEM, "Etl.ConnectionFailed", true, "postgres: out of memory");
         goto out;
     }
+    c->ledger = s.ledger;
+    if (s.ledger_table && !(c->ledger_table = strdup(s.ledger_table))) {
+        st = h->fail(err, ETL_ENOMEM, "Etl.ConnectionFailed", true, "postgres: out of memory");
+        goto out;
+    }
     c->pg = PQconnectStartParams(kw, val, s.url ? 1 : 0);
     if (!c->pg) {
         st = h->fail(err, ETL_ENOMEM, "Etl.ConnectionFailed", true, "postgres: out of memory");
@@ -235,6 +240,8 @@ void pg_close(const etl_host *h, etl_conn *c)
     PQfreeCancel(c->cancel);
     PQfinish(c->pg); /* the server rolls back any open transaction */
     pg_types_free(c);
+    free(c->ledger_table);
+    free(c->ledger_q);
     free(c);
 }
 

@@ -5,7 +5,8 @@
  *              execution and error classification
  *   query.c    postgres.query and postgres.exec
  *   extract.c  postgres.extract: a cursor streamed into a staged CSV file
- *   load.c     postgres.load: COPY FROM STDIN of a staged file, one transaction
+ *   load.c     postgres.load: COPY FROM STDIN of a staged file, one transaction, and
+ *              its row in the load ledger
  *   types.c    value text per type, format_type cache, MySQL -> PostgreSQL types
  * Only the public plugin interface is used (include/etlrun/connector.h). */
 #ifndef ETL_PG_CONNECTOR_H
@@ -38,6 +39,11 @@ struct etl_conn {
     char label[300];            /* "user@host:port/db", for causes; never a password */
     pg_typename *types;         /* format_type cache */
     size_t n_types, cap_types;
+    /* the load ledger (load.c): settings `ledger` and `ledger_table` */
+    bool ledger;                /* false: ledger: false */
+    char *ledger_table;         /* as written (malloc); NULL = PG_LEDGER_DEFAULT */
+    char *ledger_q;             /* quoted for SQL, made at the first load (malloc) */
+    bool ledger_ready;          /* this connection saw the table exist, or created it */
 };
 
 /* What a statement's failure is. */
@@ -52,9 +58,14 @@ typedef enum pg_fail_kind {
 typedef struct pg_settings {
     const char *url, *host, *user, *database, *socket, *password_env, *password_file;
     const char *sslmode, *sslrootcert, *sslcert, *sslkey, *application_name, *init_sql;
+    const char *ledger_table;/* NULL = PG_LEDGER_DEFAULT */
     char port[16];           /* "" = libpq's default */
     int connect_timeout;     /* seconds, default 10 */
+    bool ledger;             /* default true */
 } pg_settings;
+
+/* The load ledger's table when the connection names none (in its search_path). */
+#define PG_LEDGER_DEFAULT "etlrun_load_ledger"
 
 bool pg_check_settings(const etl_host *h, const etl_json *settings, etl_checker *chk);
 /* Check and read settings at open time; a problem is Etl.ConnectionFailed (ETL_EINVAL,

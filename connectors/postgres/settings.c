@@ -40,7 +40,7 @@ static void problem(report *rp, const char *field, const char *fmt, ...)
 
 static const char *const string_fields[] = {
     "url", "host", "user", "database", "socket", "password_env", "password_file", "sslmode",
-    "sslrootcert", "sslcert", "sslkey", "application_name", "init_sql", NULL};
+    "sslrootcert", "sslcert", "sslkey", "application_name", "init_sql", "ledger_table", NULL};
 static const char *const sslmodes[] = {"disable", "allow", "prefer", "require",
                                        "verify-ca", "verify-full", NULL};
 
@@ -84,6 +84,7 @@ static void read_settings(report *rp, const etl_json *obj, pg_settings *s)
     if (s) {
         memset(s, 0, sizeof *s);
         s->connect_timeout = 10;
+        s->ledger = true;
     }
     size_t n = h->json_size(obj);
     for (size_t i = 0; i < n; i++) {
@@ -113,12 +114,20 @@ static void read_settings(report *rp, const etl_json *obj, pg_settings *s)
                     problem(rp, key, "'%s' is not one of disable, allow, prefer, require, "
                             "verify-ca, verify-full", str);
             }
+            if (strcmp(key, "ledger_table") == 0) {
+                char a[256], b[256];
+                const char *why = NULL;
+                if (!pg_split_table(str, a, b, sizeof a, &why)) {
+                    problem(rp, key, "'%s' %s (write table or schema.table)", str, why);
+                    continue;
+                }
+            }
             if (!s)
                 continue;
             const char **dst[] = {&s->url, &s->host, &s->user, &s->database, &s->socket,
                                   &s->password_env, &s->password_file, &s->sslmode,
                                   &s->sslrootcert, &s->sslcert, &s->sslkey,
-                                  &s->application_name, &s->init_sql};
+                                  &s->application_name, &s->init_sql, &s->ledger_table};
             *dst[f - string_fields] = str;
         } else if (strcmp(key, "port") == 0 || strcmp(key, "connect_timeout") == 0) {
             bool port = key[0] == 'p';
@@ -143,11 +152,20 @@ static void read_settings(report *rp, const etl_json *obj, pg_settings *s)
                 snprintf(s->port, sizeof s->port, "%lld", (long long)iv);
             else if (s)
                 s->connect_timeout = (int)iv;
+        } else if (strcmp(key, "ledger") == 0) {
+            bool on = true;
+            if (!h->json_bool(v, &on)) {
+                problem(rp, key, "must be true or false (false: loads write no row in the "
+                        "load ledger)");
+                continue;
+            }
+            if (s)
+                s->ledger = on;
         } else {
             problem(rp, key, "unknown setting of a postgres connection (known: url, host, "
                     "port, user, database, socket, password_env, password_file, "
                     "connect_timeout, sslmode, sslrootcert, sslcert, sslkey, "
-                    "application_name, init_sql)");
+                    "application_name, init_sql, ledger, ledger_table)");
         }
     }
     const etl_json *pe = h->json_get(obj, "password_env");

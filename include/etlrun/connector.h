@@ -266,6 +266,12 @@ typedef struct etl_host {
      * long as the task. */
     const char *(*task_run_id)(etl_task *task);
     const char *(*task_pipeline)(etl_task *task);
+    /* Where in the execution the task runs: "" at the top level, "/Keys[3]" in item 3
+     * of Map state Keys, "/Fan[1]/Keys[0]" nested. Stable across a resume of the run, and
+     * distinct for every Map item and Parallel branch even when keys repeat or are
+     * absent: with the state name, it identifies one load within a run (the ledger's
+     * identity). Valid as long as the task. */
+    const char *(*task_path)(etl_task *task);
 } etl_host;
 
 /* Flags of an action. */

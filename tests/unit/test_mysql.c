@@ -26,12 +26,15 @@
 #include "dbenv.h"
 #include "doc.h"
 #include "host.h"
+#include "ledger_cmd.h"
+#include "machine.h"
 
 extern const etl_connector *etl_builtin_mysql(void);
 
 static const etl_connector *C;
 static const etl_host *H;
 static char stage_dir[256];
+static const char *ledger_run; /* when set, tasks belong to this run of "ledger_pl" */
 
 /* ---------- helpers ---------- */
 
@@ -85,6 +88,10 @@ static etl_status run_v(call *k, etl_conn *c, const char *name, const char *fmt,
     atomic_init(&k->cancel, 0);
     const char *key = json_string_value(json_object_get(params, "key"));
     host_task_init(&k->task, "T", key ? key : "", "my", stage_dir, 1, &k->cancel);
+    if (ledger_run) {
+        k->task.run_id = ledger_run;
+        k->task.pipeline = "ledger_pl";
+    }
     etl_json *res = NULL;
     k->st = action(name)->run(H, &k->task, c, host_wrap(params), &res, &k->err);
     host_task_done(&k->task);
@@ -1347,6 +1354,394 @@ static void test_concurrent_replace_loads(void **state)
     mysql_close(m);
 }
 
+/* ---------- the load ledger ---------- */
+
+#define SKIPPED "already loaded in this run (ledger)"
+
+/* A staged file of n rows (k, v) = (key, first..first+n-1). */
+static json_t *stage_kv(const char *key, int first, int n)
+{
+    etl_column cols[] = {{"k", "varchar(10)"}, {"v", "int"}};
+    const char **cells = calloc((size_t)n * 2, sizeof *cells);
+    char (*nums)[16] = calloc((size_t)n, sizeof *nums);
+    for (int i = 0; i < n; i++) {
+        snprintf(nums[i], sizeof nums[i], "%d", first + i);
+        cells[2 * i] = key;
+        cells[2 * i + 1] = nums[i];
+    }
+    json_t *man = stage("lg", cols, 2, cells, (size_t)n);
+    free(cells);
+    free(nums);
+    return man;
+}
+
+static const char *file_of(json_t *man) { return json_string_value(json_object_get(man, "file")); }
+static long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+
+static long long num(MYSQL *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long long num(MYSQL *m, const char *fmt, ...)
+{
+    char *text;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&text, fmt, ap) < 0)
+        fail();
+    va_end(ap);
+    char *v = value(m, "%s", text);
+    long long n = atoll(v);
+    free(v);
+    free(text);
+    return n;
+}
+
+static json_t *load_replace(etl_conn *c, json_t *man, const char *table, const char *key)
+{
+    return ok(c, "load", "{\"file\": \"%s\", \"table\": \"%s\", \"mode\": \"replace\", "
+                         "\"key_column\": \"k\", \"key\": \"%s\"}", file_of(man), table, key);
+}
+
+static void test_ledger_records_once_per_run(void **state)
+{
+    (void)state;
+    MYSQL *m = raw();
+    sql(m, "DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql(m, "DROP TABLE IF EXISTS lg_dst");
+    sql(m, "CREATE TABLE lg_dst (k VARCHAR(10), v INT)");
+    etl_conn *c = open_conn();
+    ledger_run = "run-1";
+    json_t *m1 = stage_kv("a", 1, 10);
+    json_t *r = load_replace(c, m1, "lg_dst", "a");
+    assert_null(json_object_get(r, "skipped"));
+    assert_int_equal(jint(r, "rows"), 10);
+    json_decref(r);
+    /* exactly one row, with the load's identity and figures, in the load's time (UTC) */
+    assert_int_equal(count(m, "etlrun_load_ledger"), 1);
+    char *row = value(m, "SELECT CONCAT_WS('|', pipeline, run_id, state, `key`, target_table, "
+                         "mode, `rows`, bytes, crc32c) FROM etlrun_load_ledger");
+    char want[512];
+    snprintf(want, sizeof want, "ledger_pl|run-1|T|a|lg_dst|replace|10|%lld|%s", jint(m1, "bytes"),
+             json_string_value(json_object_get(m1, "crc32c")));
+    assert_string_equal(row, want);
+    free(row);
+    assert_int_equal(num(m, "SELECT COUNT(*) FROM etlrun_load_ledger WHERE loaded_at BETWEEN "
+                            "UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE AND UTC_TIMESTAMP(6)"), 1);
+    assert_int_not_equal(access(file_of(m1), F_OK), 0);
+
+    /* the same (pipeline, run, state, key) again, other data: skipped, unchanged */
+    json_t *m2 = stage_kv("a", 100, 20);
+    r = load_replace(c, m2, "lg_dst", "a");
+    assert_string_equal(json_string_value(json_object_get(r, "skipped")), SKIPPED);
+    assert_int_equal(jint(r, "rows"), 10);
+    assert_int_equal(jint(r, "bytes"), jint(m1, "bytes"));
+    assert_int_equal(jint(r, "deleted"), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "mode")), "replace");
+    json_decref(r);
+    assert_int_equal(num(m, "SELECT CONCAT(COUNT(*), MAX(v)) FROM lg_dst"), 1010);
+    assert_int_equal(count(m, "etlrun_load_ledger"), 1);
+    assert_int_not_equal(access(file_of(m2), F_OK), 0); /* removed per keep rules */
+    /* the lookup comes before anything touches the target: with the table locked by
+     * another session, the skip does not wait for it (lock_wait_timeout would fail it) */
+    MYSQL *locker = raw();
+    sql(locker, "LOCK TABLES lg_dst WRITE");
+    json_t *ls = settings_json();
+    json_object_set_new(ls, "init_sql", json_string("SET SESSION lock_wait_timeout = 2"));
+    etl_conn *lc = NULL;
+    etl_error lerr = {0};
+    assert_int_equal(C->open(H, NULL, host_wrap(ls), &lc, &lerr), ETL_OK);
+    json_decref(ls);
+    json_t *m2b = stage_kv("a", 100, 20);
+    r = load_replace(lc, m2b, "lg_dst", "a");
+    assert_string_equal(json_string_value(json_object_get(r, "skipped")), SKIPPED);
+    json_decref(r);
+    json_decref(m2b);
+    C->close(H, lc);
+    mysql_close(locker);
+    /* keys differing only in case or a trailing space are other keys */
+    json_t *m3 = stage_kv("A", 1, 2), *m4 = stage_kv("a ", 1, 3);
+    r = load_replace(c, m3, "lg_dst", "A");
+    assert_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    r = load_replace(c, m4, "lg_dst", "a ");
+    assert_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    assert_int_equal(count(m, "etlrun_load_ledger"), 3);
+
+    /* another run loads the key again (replace) and adds its own row */
+    ledger_run = "run-2";
+    json_t *m5 = stage_kv("a", 100, 20);
+    r = load_replace(c, m5, "lg_dst", "a");
+    assert_null(json_object_get(r, "skipped"));
+    assert_int_equal(jint(r, "rows"), 20);
+    json_decref(r);
+    assert_int_equal(num(m, "SELECT COUNT(*) FROM lg_dst WHERE BINARY k = 'a'"), 20);
+    assert_int_equal(num(m, "SELECT MIN(v) FROM lg_dst WHERE BINARY k = 'a'"), 100);
+    assert_int_equal(num(m, "SELECT COUNT(*) FROM etlrun_load_ledger WHERE run_id = 'run-2' "
+                            "AND `rows` = 20"), 1);
+    assert_int_equal(count(m, "etlrun_load_ledger"), 4);
+
+    /* outside a run nothing is recorded or skipped */
+    ledger_run = NULL;
+    json_t *m6 = stage_kv("a", 1, 1);
+    r = load_replace(c, m6, "lg_dst", "a");
+    assert_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    assert_int_equal(count(m, "etlrun_load_ledger"), 4);
+    json_t *all[] = {m1, m2, m3, m4, m5, m6};
+    for (size_t i = 0; i < 6; i++)
+        json_decref(all[i]);
+    C->close(H, c);
+    mysql_close(m);
+}
+
+static void test_ledger_off_and_custom_table(void **state)
+{
+    (void)state;
+    MYSQL *m = raw();
+    sql(m, "DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql(m, "DROP DATABASE IF EXISTS etl_lg");
+    sql(m, "CREATE DATABASE etl_lg");
+    sql(m, "DROP TABLE IF EXISTS lg_off");
+    sql(m, "CREATE TABLE lg_off (k VARCHAR(10), v INT)");
+    ledger_run = "run-1";
+    /* ledger: false: the same identity loads twice, and no ledger table appears */
+    json_t *s = settings_json();
+    json_object_set_new(s, "ledger", json_false());
+    etl_conn *c = NULL;
+    etl_error err = {0};
+    assert_int_equal(C->open(H, NULL, host_wrap(s), &c, &err), ETL_OK);
+    json_decref(s);
+    for (int i = 0; i < 2; i++) {
+        json_t *man = stage_kv("k", 1, 3);
+        json_t *r = ok(c, "load", "{\"file\": \"%s\", \"table\": \"lg_off\"}", file_of(man));
+        assert_null(json_object_get(r, "skipped"));
+        json_decref(r);
+        json_decref(man);
+    }
+    C->close(H, c);
+    assert_int_equal(count(m, "lg_off"), 6);
+    assert_int_equal(num(m, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                            "DATABASE() AND TABLE_NAME = 'etlrun_load_ledger'"), 0);
+    /* ledger_table: in another database, quoted as written */
+    s = settings_json();
+    json_object_set_new(s, "ledger_table", json_string("etl_lg.Load-Ledger"));
+    assert_int_equal(C->open(H, NULL, host_wrap(s), &c, &err), ETL_OK);
+    json_decref(s);
+    for (int i = 0; i < 2; i++) {
+        json_t *man = stage_kv("k", 1, 3);
+        json_t *r = ok(c, "load", "{\"file\": \"%s\", \"table\": \"lg_off\"}", file_of(man));
+        assert_int_equal(json_object_get(r, "skipped") != NULL, i == 1);
+        json_decref(r);
+        json_decref(man);
+    }
+    C->close(H, c);
+    assert_int_equal(count(m, "lg_off"), 9);
+    assert_int_equal(num(m, "SELECT COUNT(*) FROM etl_lg.`Load-Ledger` WHERE `key` = '' AND "
+                            "`rows` = 3"), 1);
+    assert_int_equal(num(m, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                            "DATABASE() AND TABLE_NAME = 'etlrun_load_ledger'"), 0);
+    /* the table is InnoDB whatever the server's default: the row commits with the load */
+    char *engine = value(m, "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                            "'etl_lg' AND TABLE_NAME = 'Load-Ledger'");
+    assert_string_equal(engine, "InnoDB");
+    free(engine);
+    ledger_run = NULL;
+    sql(m, "DROP DATABASE etl_lg");
+    /* both settings are checked at validate time */
+    char msg[4096];
+    assert_int_equal(check_settings_text("{\"url\": \"mysql://etl@db/shop\", \"ledger\": false, "
+                                         "\"ledger_table\": \"a.b\"}", msg, sizeof msg), 0);
+    assert_int_equal(check_settings_text("{\"url\": \"mysql://etl@db/shop\", \"ledger\": \"no\", "
+                                         "\"ledger_table\": \"a.b.c\"}", msg, sizeof msg), 2);
+    assert_non_null(strstr(msg, "'ledger': must be true or false"));
+    assert_non_null(strstr(msg, "'a.b.c' must be table or database.table"));
+    mysql_close(m);
+}
+
+/* A load that fails writes no ledger row: the row is part of the rolled-back
+ * transaction, so a retry of the key in the same run loads it. */
+static void test_ledger_failed_load_writes_nothing(void **state)
+{
+    (void)state;
+    MYSQL *m = raw();
+    sql(m, "DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql(m, "DROP TABLE IF EXISTS lgf_t");
+    sql(m, "CREATE TABLE lgf_t (k VARCHAR(10), v INT NOT NULL)");
+    sql(m, "INSERT INTO lgf_t VALUES ('a', 1), ('a', 2)");
+    etl_conn *c = open_conn();
+    ledger_run = "run-f";
+    /* a row-count mismatch: the manifest claims a row more (size and CRC still match) */
+    json_t *man = stage_kv("a", 1, 5);
+    char mp[600];
+    snprintf(mp, sizeof mp, "%s.manifest.json", file_of(man));
+    json_t *mj = json_load_file(mp, 0, NULL);
+    assert_non_null(mj);
+    json_object_set_new(mj, "rows", json_integer(6));
+    assert_int_equal(json_dump_file(mj, mp, 0), 0);
+    json_decref(mj);
+    call k;
+    assert_int_equal(run(&k, c, "load", "{\"file\": \"%s\", \"table\": \"lgf_t\", \"mode\": "
+                                        "\"replace\", \"key_column\": \"k\", \"key\": \"a\"}",
+                         file_of(man)), ETL_EINVAL);
+    assert_string_equal(k.err.name, "Etl.IntegrityError");
+    assert_int_equal(count(m, "etlrun_load_ledger"), 0);
+    assert_int_equal(count(m, "lgf_t"), 2);
+    json_decref(man);
+    /* a bad value */
+    etl_column cols[] = {{"k", "varchar(10)"}, {"v", "int"}};
+    const char *rows[] = {"a", "10", "a", "not a number"};
+    man = stage("lgbad", cols, 2, rows, 2);
+    assert_int_equal(run(&k, c, "load", "{\"file\": \"%s\", \"table\": \"lgf_t\", \"mode\": "
+                                        "\"replace\", \"key_column\": \"k\", \"key\": \"a\"}",
+                         file_of(man)), ETL_EQUERY);
+    assert_string_equal(k.err.name, "Etl.LoadFailed");
+    assert_int_equal(count(m, "etlrun_load_ledger"), 0);
+    assert_int_equal(count(m, "lgf_t"), 2);
+    json_decref(man);
+    /* the retry, fixed, loads and is recorded */
+    man = stage_kv("a", 1, 7);
+    json_t *r = load_replace(c, man, "lgf_t", "a");
+    assert_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    assert_int_equal(count(m, "lgf_t"), 7);
+    assert_int_equal(num(m, "SELECT COUNT(*) FROM etlrun_load_ledger WHERE `rows` = 7"), 1);
+    json_decref(man);
+    ledger_run = NULL;
+    C->close(H, c);
+    mysql_close(m);
+}
+
+typedef struct ledger_load {
+    const char *file;
+    etl_status st;
+    etl_error err;
+    json_t *result;
+} ledger_load;
+
+static void *ledger_loader(void *arg)
+{
+    ledger_load *ld = arg;
+    C->thread_init(H);
+    etl_conn *c = open_conn();
+    call k;
+    ld->st = run(&k, c, "load", "{\"file\": \"%s\", \"table\": \"lgc_t\"}", ld->file);
+    ld->err = k.err;
+    ld->result = k.result;
+    C->close(H, c);
+    C->thread_end(H);
+    return NULL;
+}
+
+/* Two loads of one identity at once, both past their lookup (the target is locked
+ * meanwhile): the UNIQUE key lets one commit; the other rolls back, skipped. */
+static void test_ledger_concurrent_loads_of_one_key(void **state)
+{
+    (void)state;
+    MYSQL *m = raw();
+    sql(m, "DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql(m, "DROP TABLE IF EXISTS lgc_t");
+    sql(m, "CREATE TABLE lgc_t (k VARCHAR(10), v INT)");
+    ledger_run = "run-c";
+    json_t *man[2];
+    ledger_load ld[2];
+    for (int i = 0; i < 2; i++) {
+        man[i] = stage_kv("c", 1, 1000);
+        ld[i] = (ledger_load){.file = file_of(man[i])};
+    }
+    MYSQL *locker = raw();
+    sql(locker, "LOCK TABLES lgc_t WRITE");
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, ledger_loader, &ld[i]);
+    /* both LOAD DATAs wait for the lock: both have looked the key up and found nothing */
+    long long waiting = 0;
+    for (int i = 0; i < 200 && waiting < 2; i++) {
+        usleep(50 * 1000);
+        waiting = num(m, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                         "'LOAD DATA%%lgc_t%%' AND STATE LIKE '%%lock%%'");
+    }
+    sql(locker, "UNLOCK TABLES");
+    mysql_close(locker);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    ledger_run = NULL;
+    assert_int_equal(waiting, 2);
+    int skipped = 0;
+    for (int i = 0; i < 2; i++) {
+        if (ld[i].st != ETL_OK)
+            fail_msg("load %d: %s: %s", i, ld[i].err.name, ld[i].err.cause);
+        json_t *sk = json_object_get(ld[i].result, "skipped");
+        if (sk) {
+            assert_string_equal(json_string_value(sk), SKIPPED);
+            skipped++;
+        }
+        assert_int_equal(jint(ld[i].result, "rows"), 1000);
+        json_decref(ld[i].result);
+        json_decref(man[i]);
+    }
+    assert_int_equal(skipped, 1);
+    assert_int_equal(count(m, "lgc_t"), 1000);
+    assert_int_equal(count(m, "etlrun_load_ledger"), 1);
+    mysql_close(m);
+}
+
+/* `etlrun ledger` over a mysql connection: the identity columns shown as text. */
+static void test_ledger_command(void **state)
+{
+    (void)state;
+    MYSQL *m = raw();
+    sql(m, "DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql(m, "DROP TABLE IF EXISTS lgcmd_t");
+    sql(m, "CREATE TABLE lgcmd_t (k VARCHAR(10), v INT)");
+    etl_conn *c = open_conn();
+    ledger_run = "run-1";
+    static const char *const keys[] = {"a", "b\xc3\xa9"};
+    for (int i = 0; i < 2; i++) {
+        json_t *man = stage_kv(keys[i], 1, 3 + i);
+        json_decref(ok(c, "load", "{\"file\": \"%s\", \"table\": \"lgcmd_t\", \"key\": \"%s\"}",
+                       file_of(man), keys[i]));
+        json_decref(man);
+    }
+    ledger_run = NULL;
+    C->close(H, c);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: ledger_pl\n"
+             "connections:\n"
+             "  wh: {type: mysql, url: '%s', password_env: ETL_MY_PASSWORD}\n"
+             "StartAt: P\n"
+             "States:\n"
+             "  P: {Type: Pass, End: true}\n", dbenv("ETL_MY_URL"));
+    diag *d = diag_new("ledger.yaml");
+    doc *dc = doc_load_string(yaml, strlen(yaml), "ledger.yaml", false, d);
+    pipeline *pl = dc ? pipeline_compile(dc, d) : NULL;
+    if (!pl) {
+        diag_print(d, stderr);
+        fail_msg("the test pipeline does not compile");
+    }
+    doc_free(dc);
+    diag_free(d);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_int_equal(ledger_cmd(pl, NULL, 0, f), 0);
+    fclose(f);
+    /* newest first; the key as text (not \x hex), its columns aligned by characters */
+    char *line = strchr(text, '\n');
+    assert_non_null(line);
+    assert_non_null(strstr(line, "run-1   T      b\xc3\xa9   lgcmd_t  append     4"));
+    assert_non_null(strstr(strchr(line + 1, '\n'), "run-1   T      a    lgcmd_t  append     3"));
+    assert_true(strstr(text, "b\xc3\xa9") < strstr(text, "  a  "));
+    free(text);
+    f = open_memstream(&text, &len);
+    assert_int_equal(ledger_cmd(pl, "a", 5, f), 0);
+    fclose(f);
+    assert_null(strstr(text, "b\xc3\xa9"));
+    assert_non_null(strstr(text, "  a  "));
+    free(text);
+    pipeline_free(pl);
+    mysql_close(m);
+}
+
 /* ---------- action checks ---------- */
 
 static size_t check_params_text(const char *action_name, const char *json, char *out, size_t n)
@@ -1423,6 +1818,11 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_concurrent_replace_loads),
         cmocka_unit_test(test_action_checks),
+        cmocka_unit_test(test_ledger_records_once_per_run),
+        cmocka_unit_test(test_ledger_off_and_custom_table),
+        cmocka_unit_test(test_ledger_failed_load_writes_nothing),
+        cmocka_unit_test(test_ledger_concurrent_loads_of_one_key),
+        cmocka_unit_test(test_ledger_command),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -26,6 +26,8 @@
 #include "diag.h"
 #include "doc.h"
 #include "host.h"
+#include "ledger_cmd.h"
+#include "machine.h"
 
 const etl_connector *etl_builtin_postgres(void);
 
@@ -1210,6 +1212,448 @@ static void test_check_parameters(void **state)
     want("load", "file: f\ntable: t\ncolumns: [a, a]\n", "listed twice");
 }
 
+/* ------------------------------------------------------------ the load ledger */
+
+#define SKIPPED "already loaded in this run (ledger)"
+
+/* A load as a task of run run_id of the pipeline "ledger_pl", state "S", key key;
+ * params steals; the result in *out when out. */
+static etl_status load_in_run(etl_conn *c, const char *run_id, const char *key, json_t *params,
+                              json_t **out, etl_error *err)
+{
+    call k;
+    call_init(&k, key);
+    k.task.run_id = run_id;
+    k.task.pipeline = "ledger_pl";
+    etl_status st = call_run(&k, "load", c, params, out, err);
+    pthread_mutex_destroy(&k.task.mu);
+    return st;
+}
+
+static json_t *must_load(etl_conn *c, const char *run_id, const char *key, json_t *params)
+{
+    json_t *out = NULL;
+    etl_error err;
+    if (load_in_run(c, run_id, key, params, &out, &err) != ETL_OK)
+        fail_msg("load (run %s, key %s): %s: %s", run_id, key, err.name, err.cause);
+    return out;
+}
+
+static long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+
+/* Another session holding table's ACCESS EXCLUSIVE lock until PQfinish (a test that
+ * fails meanwhile leaves no lock behind on the verification connection). */
+static PGconn *lock_table(const char *table)
+{
+    const char *kw[] = {"host", "port", "user", "dbname", "password", NULL};
+    const char *val[] = {dbenv("ETL_PG_HOST"), dbenv("ETL_PG_PORT"), dbenv("ETL_PG_USER"),
+                         dbenv("ETL_PG_DB"), dbenv("ETL_PG_PASSWORD"), NULL};
+    PGconn *locker = PQconnectdbParams(kw, val, 0);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    char q[256];
+    snprintf(q, sizeof q, "BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", table);
+    PGresult *r = PQexec(locker, q);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    return locker;
+}
+
+static json_t *replace_params(json_t *manifest, const char *table, const char *key)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "file", file_of(manifest), "table", table,
+                     "mode", "replace", "key_column", "k", "key", key);
+}
+
+static void test_ledger_records_once_per_run(void **state)
+{
+    (void)state;
+    sql("DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql("DROP TABLE IF EXISTS lg_dst");
+    sql("CREATE TABLE lg_dst (k text, v int)");
+    etl_conn *c = open_conn();
+    json_t *m1 = extract(c, "a", "SELECT 'a' AS k, g AS v FROM generate_series(1, 10) g");
+    json_t *r = must_load(c, "run-1", "a", replace_params(m1, "lg_dst", "a"));
+    assert_null(json_object_get(r, "skipped"));
+    assert_int_equal(jint(r, "rows"), 10);
+    json_decref(r);
+    /* exactly one row, with the load's identity and figures, in the load's time */
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 1);
+    char *row = sql_text("SELECT concat_ws('|', pipeline, run_id, state, key, target_table, "
+                         "mode, rows, bytes, crc32c) FROM etlrun_load_ledger");
+    char want[512];
+    snprintf(want, sizeof want, "ledger_pl|run-1|S|a|lg_dst|replace|10|%lld|%s", jint(m1, "bytes"),
+             json_string_value(json_object_get(m1, "crc32c")));
+    assert_string_equal(row, want);
+    free(row);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger WHERE loaded_at BETWEEN "
+                             "now() - interval '1 minute' AND clock_timestamp()"), 1);
+    /* the UNIQUE constraint is there for any writer */
+    assert_int_equal(sql_int("SELECT count(*) FROM pg_constraint WHERE conrelid = "
+                             "'etlrun_load_ledger'::regclass AND contype = 'u'"), 1);
+    assert_false(file_exists(file_of(m1)));
+
+    /* the same (pipeline, run, state, key) again, with other data: nothing is loaded, the
+     * result carries what the ledger recorded, and the staged file goes as usual */
+    json_t *m2 = extract(c, "a", "SELECT 'a' AS k, g AS v FROM generate_series(100, 119) g");
+    r = must_load(c, "run-1", "a", replace_params(m2, "lg_dst", "a"));
+    assert_string_equal(json_string_value(json_object_get(r, "skipped")), SKIPPED);
+    assert_int_equal(jint(r, "rows"), 10);
+    assert_int_equal(jint(r, "bytes"), jint(m1, "bytes"));
+    assert_int_equal(jint(r, "deleted"), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "table")), "lg_dst");
+    assert_string_equal(json_string_value(json_object_get(r, "mode")), "replace");
+    json_decref(r);
+    assert_int_equal(sql_int("SELECT count(*) FROM lg_dst"), 10);
+    assert_int_equal(sql_int("SELECT max(v) FROM lg_dst"), 10);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 1);
+    assert_false(file_exists(file_of(m2)));
+    /* the lookup comes before anything touches the target: with the table locked by
+     * another session, the skip does not wait for it (lock_timeout would fail it) */
+    PGconn *locker = lock_table("lg_dst");
+    json_t *ls = settings();
+    json_object_set_new(ls, "init_sql", json_string("SET lock_timeout = '2s'"));
+    etl_conn *lc = NULL;
+    etl_error lerr;
+    assert_int_equal(open_with(ls, &lc, &lerr), ETL_OK);
+    json_t *m2b = extract(lc, "a", "SELECT 'a' AS k, g AS v FROM generate_series(100, 119) g");
+    r = must_load(lc, "run-1", "a", replace_params(m2b, "lg_dst", "a"));
+    assert_string_equal(json_string_value(json_object_get(r, "skipped")), SKIPPED);
+    json_decref(r);
+    json_decref(m2b);
+    PG->close(H, lc);
+    PQfinish(locker);
+    /* keep: true keeps the file of a skipped load too */
+    json_t *m3 = extract(c, "a", "SELECT 'a' AS k, g AS v FROM generate_series(100, 119) g");
+    json_t *p = replace_params(m3, "lg_dst", "a");
+    json_object_set_new(p, "keep", json_true());
+    r = must_load(c, "run-1", "a", p);
+    assert_non_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    assert_true(file_exists(file_of(m3)));
+
+    /* another run loads the key again (replace) and adds its own row */
+    r = must_load(c, "run-2", "a", replace_params(m3, "lg_dst", "a"));
+    assert_null(json_object_get(r, "skipped"));
+    assert_int_equal(jint(r, "rows"), 20);
+    assert_int_equal(jint(r, "deleted"), 10);
+    json_decref(r);
+    assert_int_equal(sql_int("SELECT count(*) FROM lg_dst"), 20);
+    assert_int_equal(sql_int("SELECT min(v) FROM lg_dst"), 100);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 2);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger WHERE run_id = 'run-2' "
+                             "AND rows = 20"), 1);
+
+    /* a task without a key is recorded with key '' (and is then loaded once per run) */
+    sql("DROP TABLE IF EXISTS lg_all");
+    sql("CREATE TABLE lg_all (k text, v int)");
+    for (int i = 0; i < 2; i++) {
+        json_t *m = extract(c, "", "SELECT 'x' AS k, g AS v FROM generate_series(1, 5) g");
+        r = must_load(c, "run-2", "", json_pack("{s:s, s:s}", "file", file_of(m), "table",
+                                                "lg_all"));
+        assert_int_equal(json_object_get(r, "skipped") != NULL, i == 1);
+        json_decref(r);
+        json_decref(m);
+    }
+    assert_int_equal(sql_int("SELECT count(*) FROM lg_all"), 5);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger WHERE key = '' AND "
+                             "target_table = 'lg_all' AND mode = 'append'"), 1);
+    /* outside a run (no run id) nothing is recorded or skipped */
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 3);
+    json_t *m4 = extract(c, "a", "SELECT 'a' AS k, 1 AS v");
+    r = must("load", c, "a", replace_params(m4, "lg_dst", "a"));
+    assert_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 3);
+    json_decref(m1);
+    json_decref(m2);
+    json_decref(m3);
+    json_decref(m4);
+    PG->close(H, c);
+}
+
+static void test_ledger_off_and_custom_table(void **state)
+{
+    (void)state;
+    sql("DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql("DROP SCHEMA IF EXISTS lgs CASCADE");
+    sql("CREATE SCHEMA lgs");
+    sql("DROP TABLE IF EXISTS lg_off");
+    sql("CREATE TABLE lg_off (k text, v int)");
+    etl_conn *c = open_conn();
+    json_t *m[4];
+    for (int i = 0; i < 4; i++)
+        m[i] = extract(c, "k", "SELECT 'k' AS k, g AS v FROM generate_series(1, 3) g");
+    PG->close(H, c);
+
+    /* ledger: false: the same identity loads twice, and no ledger table appears */
+    json_t *s = settings();
+    json_object_set_new(s, "ledger", json_false());
+    etl_error err;
+    assert_int_equal(open_with(s, &c, &err), ETL_OK);
+    for (int i = 0; i < 2; i++) {
+        json_t *r = must_load(c, "run-1", "k", json_pack("{s:s, s:s}", "file", file_of(m[i]),
+                                                         "table", "lg_off"));
+        assert_null(json_object_get(r, "skipped"));
+        json_decref(r);
+    }
+    PG->close(H, c);
+    assert_int_equal(sql_int("SELECT count(*) FROM lg_off"), 6);
+    assert_int_equal(sql_int("SELECT (to_regclass('etlrun_load_ledger') IS NOT NULL)::int"), 0);
+
+    /* ledger_table: schema-qualified, quoted as written (case kept) */
+    s = settings();
+    json_object_set_new(s, "ledger_table", json_string("lgs.Ledger"));
+    assert_int_equal(open_with(s, &c, &err), ETL_OK);
+    json_t *r = must_load(c, "run-1", "k", json_pack("{s:s, s:s}", "file", file_of(m[2]),
+                                                     "table", "lg_off"));
+    assert_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    r = must_load(c, "run-1", "k", json_pack("{s:s, s:s}", "file", file_of(m[3]), "table",
+                                             "lg_off"));
+    assert_string_equal(json_string_value(json_object_get(r, "skipped")), SKIPPED);
+    json_decref(r);
+    PG->close(H, c);
+    assert_int_equal(sql_int("SELECT count(*) FROM lg_off"), 9);
+    assert_int_equal(sql_int("SELECT count(*) FROM lgs.\"Ledger\" WHERE run_id = 'run-1' AND "
+                             "key = 'k' AND rows = 3"), 1);
+    assert_int_equal(sql_int("SELECT (to_regclass('etlrun_load_ledger') IS NOT NULL)::int"), 0);
+    for (int i = 0; i < 4; i++)
+        json_decref(m[i]);
+
+    /* both settings are checked at validate time */
+    char *msg = check_settings("url: postgresql://etl@db/w\nledger: false\nledger_table: a.b\n");
+    assert_string_equal(msg, "");
+    free(msg);
+    msg = check_settings("url: postgresql://etl@db/w\nledger: 'no'\nledger_table: a.b.c\n");
+    assert_non_null(strstr(msg, "'ledger': must be true or false"));
+    assert_non_null(strstr(msg, "'ledger_table': 'a.b.c' has more than two parts"));
+    free(msg);
+    msg = check_settings("url: postgresql://etl@db/w\nledger_table: ''\n");
+    assert_non_null(strstr(msg, "'ledger_table'"));
+    free(msg);
+}
+
+/* A load that fails writes no ledger row: the row is part of the rolled-back
+ * transaction, so a retry of the key in the same run loads it. */
+static void test_ledger_failed_load_writes_nothing(void **state)
+{
+    (void)state;
+    sql("DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql("DROP TABLE IF EXISTS lgf_dst");
+    sql("CREATE TABLE lgf_dst (k text, v int NOT NULL)");
+    sql("INSERT INTO lgf_dst SELECT 'a', g FROM generate_series(1, 4) g");
+    etl_conn *c = open_conn();
+    /* a row-count mismatch */
+    json_t *m = extract(c, "a", "SELECT 'a' AS k, g AS v FROM generate_series(1, 20) g");
+    char mp[512];
+    snprintf(mp, sizeof mp, "%s.manifest.json", file_of(m));
+    json_t *man = json_load_file(mp, 0, NULL);
+    assert_non_null(man);
+    json_object_set_new(man, "rows", json_integer(21));
+    assert_int_equal(json_dump_file(man, mp, 0), 0);
+    json_decref(man);
+    json_t *out = NULL;
+    etl_error err;
+    assert_int_equal(load_in_run(c, "run-f", "a", replace_params(m, "lgf_dst", "a"), &out, &err),
+                     ETL_EINVAL);
+    assert_string_equal(err.name, "Etl.IntegrityError");
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 0);
+    assert_int_equal(sql_int("SELECT count(*) FROM lgf_dst"), 4);
+    json_decref(m);
+    /* a bad value (NOT NULL) */
+    m = extract(c, "a", "SELECT 'a' AS k, CASE WHEN g = 3 THEN NULL ELSE g END AS v "
+                        "FROM generate_series(1, 5) g");
+    assert_int_equal(load_in_run(c, "run-f", "a", replace_params(m, "lgf_dst", "a"), &out, &err),
+                     ETL_EQUERY);
+    assert_string_equal(err.name, "Etl.LoadFailed");
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 0);
+    assert_int_equal(sql_int("SELECT count(*) FROM lgf_dst"), 4);
+    json_decref(m);
+    /* the retry, fixed, loads and is recorded */
+    m = extract(c, "a", "SELECT 'a' AS k, g AS v FROM generate_series(1, 7) g");
+    json_t *r = must_load(c, "run-f", "a", replace_params(m, "lgf_dst", "a"));
+    assert_null(json_object_get(r, "skipped"));
+    json_decref(r);
+    assert_int_equal(sql_int("SELECT count(*) FROM lgf_dst"), 7);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger WHERE rows = 7"), 1);
+    json_decref(m);
+    PG->close(H, c);
+}
+
+typedef struct ledger_loader {
+    const char *file;
+    etl_status st;
+    etl_error err;
+    json_t *result;
+} ledger_loader;
+
+static void *ledger_load_main(void *arg)
+{
+    ledger_loader *ld = arg;
+    etl_conn *c = NULL;
+    ld->st = open_with(settings(), &c, &ld->err);
+    if (ld->st == ETL_OK)
+        ld->st = load_in_run(c, "run-c", "c", json_pack("{s:s, s:s}", "file", ld->file, "table",
+                                                        "lgc_dst"), &ld->result, &ld->err);
+    if (c)
+        PG->close(H, c);
+    return NULL;
+}
+
+/* Two loads of one identity at once, both past their lookup (the target is locked
+ * meanwhile): the UNIQUE constraint lets one commit; the other rolls back, skipped. */
+static void test_ledger_concurrent_loads_of_one_key(void **state)
+{
+    (void)state;
+    sql("DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql("DROP TABLE IF EXISTS lgc_dst");
+    sql("CREATE TABLE lgc_dst (k text, v int)");
+    etl_conn *c = open_conn();
+    json_t *m[2];
+    ledger_loader ld[2];
+    for (int i = 0; i < 2; i++) {
+        m[i] = extract(c, "c", "SELECT 'c' AS k, g AS v FROM generate_series(1, 1000) g");
+        ld[i] = (ledger_loader){.file = file_of(m[i])};
+    }
+    PG->close(H, c);
+    PGconn *locker = lock_table("lgc_dst");
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, ledger_load_main, &ld[i]);
+    /* both COPYs wait for the lock: both have looked the key up and found nothing */
+    long long waiting = 0;
+    for (int i = 0; i < 200 && waiting < 2; i++) {
+        usleep(50 * 1000);
+        waiting = sql_int("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND query LIKE 'COPY%%lgc_dst%%'");
+    }
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(waiting, 2);
+    int skipped = 0;
+    for (int i = 0; i < 2; i++) {
+        if (ld[i].st != ETL_OK)
+            fail_msg("load %d: %s: %s", i, ld[i].err.name, ld[i].err.cause);
+        json_t *sk = json_object_get(ld[i].result, "skipped");
+        if (sk) {
+            assert_string_equal(json_string_value(sk), SKIPPED);
+            skipped++;
+        }
+        assert_int_equal(jint(ld[i].result, "rows"), 1000);
+        json_decref(ld[i].result);
+        json_decref(m[i]);
+    }
+    assert_int_equal(skipped, 1);
+    assert_int_equal(sql_int("SELECT count(*) FROM lgc_dst"), 1000);
+    assert_int_equal(sql_int("SELECT count(*) FROM etlrun_load_ledger"), 1);
+}
+
+static pipeline *ledger_pipeline(const char *extra_conn)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "name: ledger_pl\n"
+             "connections:\n"
+             "  wh: {type: postgres, host: '%s', port: '%s', user: '%s', database: '%s', "
+             "password_env: ETL_PG_PASSWORD}\n"
+             "  off: {type: postgres, host: '%s', port: 1, ledger: false}\n"
+             "%s"
+             "StartAt: P\n"
+             "States:\n"
+             "  P: {Type: Pass, End: true}\n",
+             dbenv("ETL_PG_HOST"), dbenv("ETL_PG_PORT"), dbenv("ETL_PG_USER"), dbenv("ETL_PG_DB"),
+             dbenv("ETL_PG_HOST"), extra_conn);
+    diag *d = diag_new("ledger.yaml");
+    doc *dc = doc_load_string(yaml, strlen(yaml), "ledger.yaml", false, d);
+    pipeline *pl = dc ? pipeline_compile(dc, d) : NULL;
+    if (!pl) {
+        diag_print(d, stderr);
+        fail_msg("the test pipeline does not compile");
+    }
+    doc_free(dc);
+    diag_free(d);
+    return pl;
+}
+
+/* ledger_cmd's table as text, and its return code. */
+static char *ledger_text(const pipeline *pl, const char *key, int limit, int *rc)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    *rc = ledger_cmd(pl, key, limit, f);
+    fclose(f);
+    return text;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* `etlrun ledger`: the newest loads of the pipeline, over its postgres connections
+ * whose ledger is on (the "off" one, which could not even connect, is not read). */
+static void test_ledger_command(void **state)
+{
+    (void)state;
+    sql("DROP TABLE IF EXISTS etlrun_load_ledger");
+    sql("DROP TABLE IF EXISTS lgcmd");
+    sql("CREATE TABLE lgcmd (k text, v int)");
+    pipeline *pl = ledger_pipeline("");
+    int rc = -1;
+    /* no ledger table yet: no loads, not an error */
+    char *t = ledger_text(pl, NULL, 0, &rc);
+    assert_int_equal(rc, 0);
+    assert_string_equal(t, "");
+    free(t);
+    etl_conn *c = open_conn();
+    static const char *const keys[] = {"a", "b", ""};
+    for (int i = 0; i < 3; i++) {
+        json_t *m = extract(c, keys[i], "SELECT 'x' AS k, g AS v FROM generate_series(1, 4) g");
+        json_decref(must_load(c, "run-1", keys[i], json_pack("{s:s, s:s}", "file", file_of(m),
+                                                             "table", "lgcmd")));
+        json_decref(m);
+    }
+    PG->close(H, c);
+    /* another pipeline's row is not shown */
+    sql("INSERT INTO etlrun_load_ledger VALUES ('other', 'run-9', 'S', 'a', 'x', 'append', 1, "
+        "1, '00000000', now() + interval '1 hour')");
+    t = ledger_text(pl, NULL, 0, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_lines(t), 4);
+    assert_non_null(strstr(t, "CONNECTION"));
+    assert_null(strstr(t, "run-9"));
+    /* newest first: the keyless load (shown as -) was the last */
+    char *line1 = strchr(t, '\n') + 1;
+    assert_true(strncmp(line1, "wh  ", 4) == 0);
+    assert_non_null(strstr(line1, "run-1   S      -    lgcmd  append     4"));
+    assert_non_null(strstr(strchr(line1, '\n') + 1, "run-1   S      b    lgcmd"));
+    free(t);
+    t = ledger_text(pl, "a", 0, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_lines(t), 2);
+    assert_non_null(strstr(t, "run-1   S      a    lgcmd  append     4"));
+    free(t);
+    t = ledger_text(pl, NULL, 2, &rc);
+    assert_int_equal(count_lines(t), 3);
+    assert_null(strstr(t, "  a  "));
+    free(t);
+    pipeline_free(pl);
+    /* a connection that cannot be read is reported, and the others are still shown */
+    pl = ledger_pipeline("  down: {type: postgres, host: '127.0.0.1', port: 1, user: x}\n");
+    t = ledger_text(pl, NULL, 0, &rc);
+    assert_int_equal(rc, 1);
+    assert_int_equal(count_lines(t), 4);
+    free(t);
+    pipeline_free(pl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1239,6 +1683,11 @@ int main(void)
         cmocka_unit_test(test_cancel_before_start_and_during_extract),
         cmocka_unit_test(test_dropped_connection_mid_copy),
         cmocka_unit_test(test_check_parameters),
+        cmocka_unit_test(test_ledger_records_once_per_run),
+        cmocka_unit_test(test_ledger_off_and_custom_table),
+        cmocka_unit_test(test_ledger_failed_load_writes_nothing),
+        cmocka_unit_test(test_ledger_concurrent_loads_of_one_key),
+        cmocka_unit_test(test_ledger_command),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
