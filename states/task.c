@@ -314,6 +314,7 @@ static void enter_connector(state *st, frame *f, json_t *effective)
     cw->task.keep_staged = pl->stage_keep;
     cw->task.run_id = sched_run_id(f);
     cw->task.pipeline = pl->name;
+    sched_frame_path(f, cw->task.path, sizeof cw->task.path);
     cw->w.key = cw->key[0] ? cw->key : NULL;
     cw->w.conn_name = cw->task.conn_name;
     sched_submit(f, &cw->w, im->timeout_s);
