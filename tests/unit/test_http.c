@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "http_server.h"
 #include "diag.h"
 #include "doc.h"
 #include "host.h"
@@ -39,63 +40,12 @@ static pid_t server_pid;
 static int port;
 static const etl_connector *http;
 
-static const char *server_path(void)
-{
-    static char buf[4096];
-    const char *env = getenv("ETL_HTTP_TEST_SERVER");
-    if (env && *env)
-        return env;
-    /* a CMake build puts it in http/ beside this test's directory */
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 64);
-    if (n <= 0)
-        return NULL;
-    buf[n] = '\0';
-    char *dir = dirname(buf);
-    memmove(buf, dir, strlen(dir) + 1);
-    strcat(buf, "/http/http_test_server");
-    return buf;
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    /* a proxy from the environment must not see loopback test traffic */
-    static const char *const proxies[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
-                                          "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
-    for (int i = 0; proxies[i]; i++)
-        unsetenv(proxies[i]);
-    const char *srv = server_path();
-    if (!srv || access(srv, X_OK) != 0) {
-        fprintf(stderr, "test_http: no test server at %s; set ETL_HTTP_TEST_SERVER\n",
-                srv ? srv : "(unknown)");
+    server_pid = http_server_start("test_http", &port);
+    if (server_pid < 0)
         return -1;
-    }
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    server_pid = fork();
-    if (server_pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl(srv, srv, "--idle", "120", (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char line[32] = "";
-    size_t have = 0;
-    while (have < sizeof line - 1) {
-        ssize_t r = read(fds[0], line + have, 1);
-        if (r <= 0 || line[have] == '\n')
-            break;
-        have++;
-    }
-    close(fds[0]);
-    port = atoi(line);
-    if (port <= 0) {
-        fprintf(stderr, "test_http: the test server did not start (%s)\n", srv);
-        return -1;
-    }
     http = etl_builtin_http();
     etl_error err;
     etl_error_clear(&err);
@@ -111,10 +61,7 @@ static int group_teardown(void **state)
     (void)state;
     if (http)
         http->global_cleanup(host_services());
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-    }
+    http_server_stop(server_pid);
     return 0;
 }
 
