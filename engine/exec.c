@@ -3,10 +3,12 @@
  * and turn its exit status into a result or an ASL error. Called by Task states.
  *
  * DESIGN. Everything lives on the calling worker's stack: no globals, no locks, so
- * any number of workers may run programs at once. The child is started with
- * posix_spawnp (glibc uses clone(CLONE_VM|CLONE_VFORK): no fork of a multi-threaded,
- * sanitized address space) with its own process group, an empty signal mask, default
- * dispositions for the signals the CLI may handle or ignore, and only fds 0-2 open.
+ * any number of workers may run programs at once. The child is started with vfork
+ * (no copy of a multi-threaded, sanitized address space; posix_spawn cannot set
+ * PR_SET_PDEATHSIG) in its own process group, with an empty signal mask, default
+ * dispositions for the signals the CLI may handle or ignore, only fds 0-2 open, and
+ * SIGKILL as its parent-death signal: a kill -9 of etlrun takes the program along
+ * (what the program started itself is engine/orphans.c's business, at the next run).
  * One poll() loop then writes stdin, reads stdout and stderr, and wakes at least every
  * 50 ms to look at the cancel word and at the child (a pidfd, when the kernel has
  * them, wakes it as soon as the child exits). The child's group is killed while the
@@ -19,13 +21,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -158,76 +160,263 @@ static etl_status fail_errno(etl_error *err, const char *prog, const char *what,
     return st;
 }
 
+/* ---- starting the child ---------------------------------------------------------
+ * Between vfork() and execve() the child borrows our memory, our stack below the
+ * caller's frame and the calling thread's TLS, while that thread waits. It may therefore
+ * only make system calls, on data the parent prepared: no malloc, no locks, no libc
+ * function that keeps state, and no sanitizer interceptor (under TSan, dup2 and
+ * sigaction update the runtime's tables, _exit runs its exit hooks; under ASan, _exit
+ * runs the leak check). So child_exec is built without sanitizers and goes through
+ * syscall() alone. (TSan turns vfork into fork: the same code then runs in a copy,
+ * which is why the outcome comes back through a pipe rather than through memory.) */
+
+/* The kernel's struct sigaction for rt_sigaction: the handler first on x86_64, arm64
+ * and riscv64 (riscv64 has no restorer: it reads our zero restorer as the mask, still
+ * empty). MIPS orders it differently and is not supported. */
+struct ksigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long long mask;
+};
+#define KSIGSET_SIZE 8 /* the kernel's sigset_t: 64 signals */
+
+typedef struct child_plan {
+    char *const *argv;
+    char *const *envp;
+    char *const *paths;          /* files to execve in turn (the PATH search), NULL-ended */
+    const char *dir;             /* chdir here first, or NULL */
+    int fd_in, fd_out, fd_err;   /* become 0, 1, 2; all > 2 */
+    int fd_report;               /* O_CLOEXEC pipe: the errno of a failed step; > 2 */
+    pid_t parent;                /* getpid() of etlrun */
+    unsigned long long dfl_sigs; /* bit sig-1: reset to SIG_DFL even when ignored */
+    long max_fd;                 /* bound of the close loop when close_range is missing */
+} child_plan;
+
+__attribute__((no_sanitize("address", "thread", "undefined"), noinline, noreturn))
+static void child_exec(const child_plan *p)
+{
+    int e = 0;
+
+    if (syscall(SYS_setpgid, 0, 0) < 0)
+        goto fail;
+    /* Dispositions: the listed signals (the CLI handles or ignores them) to SIG_DFL,
+     * every other handled one too -- a handler must not run in this borrowed memory, and
+     * all signals stay blocked (the parent blocked them) until just before execve. */
+    for (int sig = 1; sig <= 64; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        struct ksigaction old;
+        old.handler = SIG_DFL;
+        if (syscall(SYS_rt_sigaction, sig, NULL, &old, KSIGSET_SIZE) < 0)
+            continue;
+        if (!(p->dfl_sigs & (1ull << (sig - 1))) &&
+            (old.handler == SIG_DFL || old.handler == SIG_IGN))
+            continue;
+        struct ksigaction dfl;
+        dfl.handler = SIG_DFL;
+        dfl.flags = 0;
+        dfl.restorer = NULL;
+        dfl.mask = 0;
+        syscall(SYS_rt_sigaction, sig, &dfl, NULL, KSIGSET_SIZE);
+    }
+    /* dup3 clears FD_CLOEXEC on 0-2; every other descriptor, ours (all O_CLOEXEC) or
+     * one another thread opened without it, is closed here, except the report pipe,
+     * which execve closes. */
+    if (syscall(SYS_dup3, p->fd_in, 0, 0) < 0 || syscall(SYS_dup3, p->fd_out, 1, 0) < 0 ||
+        syscall(SYS_dup3, p->fd_err, 2, 0) < 0)
+        goto fail;
+#ifdef SYS_close_range
+    if ((p->fd_report == 3 || syscall(SYS_close_range, 3, p->fd_report - 1, 0) == 0) &&
+        syscall(SYS_close_range, p->fd_report + 1, ~0U, 0) == 0)
+        goto closed;
+#endif
+    for (long fd = 3; fd < p->max_fd; fd++)
+        if (fd != p->fd_report)
+            syscall(SYS_close, fd);
+#ifdef SYS_close_range
+closed:
+#endif
+    if (p->dir && syscall(SYS_chdir, p->dir) < 0)
+        goto fail;
+    /* Die with etlrun. The signal comes when the *thread* that started us exits, not
+     * the process: exec_run waits for this child, so that thread outlives it (and
+     * worker pool threads live for the whole run anyway). etlrun may have died before
+     * the prctl: then we were reparented and nothing would ever come. */
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        goto fail;
+    if ((pid_t)syscall(SYS_getppid) != p->parent)
+        syscall(SYS_exit_group, 127);
+    unsigned long long empty = 0;
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, NULL, KSIGSET_SIZE) < 0)
+        goto fail;
+
+    /* execvp's rules (glibc's, without its /bin/sh retry, like posix_spawnp): go on
+     * past a file that is not there or not executable; report EACCES if any was seen. */
+    bool eacces = false;
+    for (char *const *f = p->paths; *f; f++) {
+        syscall(SYS_execve, *f, p->argv, p->envp);
+        e = errno;
+        if (e == EACCES)
+            eacces = true;
+        else if (e != ENOENT && e != ESTALE && e != ENOTDIR && e != ENODEV && e != ETIMEDOUT)
+            goto report;
+    }
+    if (eacces)
+        e = EACCES;
+    goto report;
+fail:
+    e = errno;
+report:
+    if (e == 0)
+        e = ENOENT; /* defensive: the parent must not take a failure for a start */
+    syscall(SYS_write, p->fd_report, &e, sizeof e);
+    syscall(SYS_exit_group, 127);
+    __builtin_unreachable();
+}
+
+/* Apart from the parent's frame, so that the vfork's second return clobbers nothing
+ * the parent keeps in registers. */
+__attribute__((noinline)) static pid_t start_child(const child_plan *p)
+{
+    pid_t pid = vfork();
+    if (pid == 0)
+        child_exec(p);
+    return pid;
+}
+
+/* The files execvp would try for prog, in order: prog itself when it holds a '/', else
+ * each directory of PATH (an empty one is the working directory) joined with prog.
+ * One malloc'd block, array then strings; NULL when out of memory. */
+static char **search_list(const char *prog)
+{
+    const char *path = strchr(prog, '/') ? "" : getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin"; /* glibc's default, as posix_spawnp uses */
+    size_t n_dirs = 1, plen = strlen(prog);
+    for (const char *c = path; *c; c++)
+        n_dirs += *c == ':';
+    size_t size = (n_dirs + 1) * sizeof(char *) + strlen(path) + n_dirs * (plen + 2);
+    char **list = malloc(size);
+    if (!list)
+        return NULL;
+    char *s = (char *)(list + n_dirs + 1);
+    size_t k = 0;
+    for (const char *d = path;; d++) {
+        size_t dl = strcspn(d, ":");
+        list[k++] = s;
+        if (dl > 0) {
+            memcpy(s, d, dl);
+            s[dl] = '/';
+            s += dl + 1;
+        }
+        memcpy(s, prog, plen + 1);
+        s += plen + 1;
+        d += dl;
+        if (!*d)
+            break;
+    }
+    list[k] = NULL;
+    return list;
+}
+
+/* environ without the entries whose names extra sets, then extra: a malloc'd array of
+ * borrowed pointers (NULL when out of memory). Read while no other thread changes
+ * the environment (main.c sets it before the run starts). */
+static char **child_env(const char *const *extra)
+{
+    size_t n_env = 0, n_extra = 0;
+    while (environ && environ[n_env])
+        n_env++;
+    while (extra[n_extra])
+        n_extra++;
+    char **envp = malloc((n_env + n_extra + 1) * sizeof *envp);
+    if (!envp)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < n_extra && !replaced; j++) {
+            size_t nl = strcspn(extra[j], "=");
+            replaced = strncmp(environ[i], extra[j], nl) == 0 && environ[i][nl] == '=';
+        }
+        if (!replaced)
+            envp[k++] = environ[i];
+    }
+    for (size_t j = 0; j < n_extra; j++)
+        envp[k++] = (char *)extra[j];
+    envp[k] = NULL;
+    return envp;
+}
+
 /* Start the child. On success r->pid and our pipe ends are set. */
 static etl_status spawn_child(run *r, const exec_spec *spec, etl_error *err)
 {
-    int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    bool fa_ok = false, at_ok = false;
+    int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, rep_p[2] = {-1, -1};
+    char **paths = NULL, **envp = NULL;
     etl_status st = ETL_OK;
     char eb[128];
-    int rc;
 
-    if (make_pipe(in_p) < 0 || make_pipe(out_p) < 0 || make_pipe(err_p) < 0) {
+    if (make_pipe(in_p) < 0 || make_pipe(out_p) < 0 || make_pipe(err_p) < 0 ||
+        make_pipe(rep_p) < 0) {
         st = fail_errno(err, r->prog, "pipe", errno);
         goto out;
     }
-    if ((rc = posix_spawn_file_actions_init(&fa)) != 0) {
-        st = fail_errno(err, r->prog, "posix_spawn_file_actions_init", rc);
+    if (!(paths = search_list(r->prog)) ||
+        (spec->env_extra && !(envp = child_env(spec->env_extra)))) {
+        st = fail_errno(err, r->prog, "preparing its start", ENOMEM);
         goto out;
     }
-    fa_ok = true;
-    /* dup2 clears FD_CLOEXEC on 0-2; every other descriptor, ours (all O_CLOEXEC) or
-     * one another thread opened without it, is closed by closefrom. */
-    if ((rc = posix_spawn_file_actions_adddup2(&fa, in_p[0], 0)) != 0 ||
-        (rc = posix_spawn_file_actions_adddup2(&fa, out_p[1], 1)) != 0 ||
-        (rc = posix_spawn_file_actions_adddup2(&fa, err_p[1], 2)) != 0 ||
-        (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0 ||
-        (spec->dir && (rc = posix_spawn_file_actions_addchdir_np(&fa, spec->dir)) != 0)) {
-        st = fail_errno(err, r->prog, "posix_spawn_file_actions", rc);
-        goto out;
-    }
-    if ((rc = posix_spawnattr_init(&at)) != 0) {
-        st = fail_errno(err, r->prog, "posix_spawnattr_init", rc);
-        goto out;
-    }
-    at_ok = true;
-    /* Our own thread has SIGPIPE blocked (see exec_run) and the CLI may block or ignore
-     * more; the program must start as if from a plain shell. Ignored dispositions
-     * survive exec, handled ones are reset by it; SETSIGDEF covers both. */
-    sigset_t empty, defs;
-    sigemptyset(&empty);
-    sigemptyset(&defs);
-    sigaddset(&defs, SIGINT);
-    sigaddset(&defs, SIGTERM);
-    sigaddset(&defs, SIGPIPE);
-    sigaddset(&defs, SIGCHLD);
-    sigaddset(&defs, SIGHUP);
-    sigaddset(&defs, SIGQUIT);
-    sigaddset(&defs, SIGXFSZ); /* etlrun ignores it (to get EFBIG); programs must not */
-    if ((rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF)) != 0 ||
-        (rc = posix_spawnattr_setpgroup(&at, 0)) != 0 ||
-        (rc = posix_spawnattr_setsigmask(&at, &empty)) != 0 ||
-        (rc = posix_spawnattr_setsigdefault(&at, &defs)) != 0) {
-        st = fail_errno(err, r->prog, "posix_spawnattr", rc);
-        goto out;
-    }
+    child_plan plan = {.argv = (char *const *)spec->argv,
+                       .envp = envp ? envp : environ,
+                       .paths = paths,
+                       .dir = spec->dir,
+                       .fd_in = in_p[0],
+                       .fd_out = out_p[1],
+                       .fd_err = err_p[1],
+                       .fd_report = rep_p[1],
+                       .parent = getpid(),
+                       .max_fd = sysconf(_SC_OPEN_MAX)};
+    if (plan.max_fd < 0 || plan.max_fd > 65536)
+        plan.max_fd = 65536;
+    /* The program must start as if from a plain shell: our own thread has SIGPIPE
+     * blocked (see exec_run) and the CLI may block or ignore more. Ignored dispositions
+     * survive exec, so these go back to SIG_DFL explicitly. */
+    const int dfl[] = {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT,
+                       SIGXFSZ /* etlrun ignores it (to get EFBIG); programs must not */};
+    for (size_t i = 0; i < sizeof dfl / sizeof dfl[0]; i++)
+        plan.dfl_sigs |= 1ull << (dfl[i] - 1);
 
-    /* glibc reports a failed chdir or exec in the child as the return value (the
-     * parent waits for exec through CLONE_VFORK), so a missing program is known here. */
-    pid_t pid;
-    rc = posix_spawnp(&pid, r->prog, &fa, &at, (char *const *)spec->argv, environ);
-    if (rc != 0) {
+    /* Every signal blocked across the vfork: no handler of ours may run in the child. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = start_child(&plan);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    close_fd(&rep_p[1]);
+
+    int e = pid < 0 ? fork_errno : 0;
+    if (pid > 0) {
+        /* EOF when execve succeeded (the pipe is O_CLOEXEC), else the child's errno */
+        ssize_t n;
+        while ((n = read(rep_p[0], &e, sizeof e)) < 0 && errno == EINTR)
+            ;
+        if (n != (ssize_t)sizeof e)
+            e = 0;
+        if (e != 0)
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+    }
+    if (e != 0) {
         if (spec->dir)
             st = etl_fail(err, ETL_EIO, "States.TaskFailed", "cannot run '%s' in '%s': %s",
-                          r->prog, spec->dir, errstr(rc, eb, sizeof eb));
+                          r->prog, spec->dir, errstr(e, eb, sizeof eb));
         else
             st = etl_fail(err, ETL_EIO, "States.TaskFailed", "cannot run '%s': %s", r->prog,
-                          errstr(rc, eb, sizeof eb));
+                          errstr(e, eb, sizeof eb));
         if (err)
-            err->transient = transient_errno(rc);
+            err->transient = transient_errno(e);
         goto out;
     }
     r->pid = pid;
@@ -248,16 +437,16 @@ static etl_status spawn_child(run *r, const exec_spec *spec, etl_error *err)
     set_nonblock(r->err_fd);
 
 out:
-    if (at_ok)
-        posix_spawnattr_destroy(&at);
-    if (fa_ok)
-        posix_spawn_file_actions_destroy(&fa);
+    free(paths);
+    free(envp);
     close_fd(&in_p[0]);
     close_fd(&in_p[1]);
     close_fd(&out_p[0]);
     close_fd(&out_p[1]);
     close_fd(&err_p[0]);
     close_fd(&err_p[1]);
+    close_fd(&rep_p[0]);
+    close_fd(&rep_p[1]);
     return st;
 }
 

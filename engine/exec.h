@@ -20,6 +20,9 @@ typedef struct exec_spec {
     const char *dir;           /* working directory of the child, NULL = inherit */
     size_t max_stdout;         /* bytes; more is an error (States.TaskFailed). 0 = 64 MiB */
     int grace_ms;              /* TERM -> KILL delay on cancel; 0 = 2000 */
+    const char *const *env_extra; /* "NAME=value" entries added to the child's environment
+                                     (etlrun's own, minus entries of the same NAMEs);
+                                     NULL-terminated, or NULL for none */
 } exec_spec;
 
 /* Cancel request word, written by the scheduler, read by the worker. */
@@ -46,7 +49,11 @@ enum { EXEC_RUN = 0, EXEC_CANCEL = 1 };
  *   the final name, e.g. States.Timeout); the process group has been killed and reaped.
  * The child runs in its own process group, with stdin/stdout/stderr as pipes and the
  * rest of etlrun's descriptors closed; after the program exits, any process left in its
- * group is killed. *out_result is a NEW reference owned by the caller. */
+ * group is killed. The child gets SIGKILL when the thread that started it exits
+ * (PR_SET_PDEATHSIG): when etlrun dies, even by SIGKILL, the program dies too. What the
+ * program started itself survives that; engine/orphans.h finds it by the
+ * ETLRUN_RUN_ID that the caller (states/task.c) puts in env_extra.
+ * *out_result is a NEW reference owned by the caller. */
 etl_status exec_run(const exec_spec *spec, const char *input, size_t len,
                     atomic_int *cancel, json_t **out_result, etl_error *err);
 

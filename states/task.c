@@ -141,6 +141,9 @@ typedef struct exec_work {
     char *input;
     size_t len;
     char *key;            /* Parameters.key as text, "" when absent (events, summaries) */
+    const char *run_id;   /* for the program's environment; all three live for the run */
+    const char *pipeline;
+    const char *state_name;
 } exec_work;
 
 static bool compile(state *st, const doc_node *def, compile_ctx *cc)
@@ -214,8 +217,22 @@ static bool compile(state *st, const doc_node *def, compile_ctx *cc)
 static etl_status run_exec(work *w)
 {
     exec_work *ew = (exec_work *)w;
-    exec_spec spec = {.argv = (const char *const *)ew->im->argv};
-    return exec_run(&spec, ew->input, ew->len, &w->cancel, &w->result, &w->err);
+    /* ETLRUN_RUN_ID, ETLRUN_PIPELINE, ETLRUN_STATE: for scripts, and the marks by which
+     * engine/orphans.c finds what the program left running when etlrun was killed.
+     * Built here, on the worker, to keep the scheduler's enter() cheap. */
+    size_t n = strlen(ew->run_id) + strlen(ew->pipeline) + strlen(ew->state_name) + 48;
+    char *env = malloc(n);
+    if (!env)
+        return etl_fail(&w->err, ETL_ENOMEM, "States.Runtime",
+                        "out of memory preparing task '%s'", ew->state_name);
+    size_t a = (size_t)snprintf(env, n, "ETLRUN_RUN_ID=%s", ew->run_id) + 1;
+    size_t b = a + (size_t)snprintf(env + a, n - a, "ETLRUN_PIPELINE=%s", ew->pipeline) + 1;
+    snprintf(env + b, n - b, "ETLRUN_STATE=%s", ew->state_name);
+    const char *const extra[] = {env, env + a, env + b, NULL};
+    exec_spec spec = {.argv = (const char *const *)ew->im->argv, .env_extra = extra};
+    etl_status st = exec_run(&spec, ew->input, ew->len, &w->cancel, &w->result, &w->err);
+    free(env);
+    return st;
 }
 
 static void destroy_exec(work *w)
@@ -345,6 +362,9 @@ static void enter(state *st, frame *f, json_t *effective)
         return;
     }
     ew->im = im;
+    ew->run_id = sched_run_id(f);
+    ew->pipeline = sched_pipeline(f)->name ? sched_pipeline(f)->name : "";
+    ew->state_name = st->name;
     ew->w.run = run_exec;
     ew->w.destroy = destroy_exec;
     ew->w.key = ew->key[0] ? ew->key : NULL;

@@ -19,22 +19,11 @@
 
 #include <cmocka.h>
 
+#include "proc_util.h"
+
 #include "exec.h"
 
 static char tmpdir[64];
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static etl_status run_spec(const exec_spec *spec, const char *input, json_t **out,
                            etl_error *err)
@@ -49,31 +38,6 @@ static etl_status run_sh(const char *script, const char *input, json_t **out, et
     const char *argv[] = {"sh", "-c", script, NULL};
     exec_spec spec = {.argv = argv};
     return run_spec(&spec, input, out, err);
-}
-
-/* A process is gone when it no longer exists or is a zombie (PID 1 in a container may
- * never reap orphans). Killed processes take a moment to die: wait up to wait_ms. */
-static bool proc_gone(pid_t pid, int wait_ms)
-{
-    int64_t until = now_ms() + wait_ms;
-    for (;;) {
-        if (kill(pid, 0) < 0 && errno == ESRCH)
-            return true;
-        char path[64], buf[256];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            fclose(f);
-            buf[n] = '\0';
-            const char *rp = strrchr(buf, ')');
-            if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
-                return true;
-        }
-        if (now_ms() >= until)
-            return false;
-        sleep_ms(10);
-    }
 }
 
 static void tmp_path(char *buf, size_t n, const char *name)
