@@ -4,21 +4,29 @@
  * resume: ckpt_load(RUN) --> replay tables --> scheduler
  *
  * Records (JSON objects, one per line):
- *   {"k":"done","path":P,"output":V,"caught":B} a Map iteration or Parallel branch
- *                                             completed (caught: only because a Catch
- *                                             handled an error in it: not replayed)
+ *   {"k":"dones","path":P,"state":S,"caught":B,"items":{"i":V,...}}
+ *                                             iterations or branches P/S[i] completed
+ *                                             with output V (caught: only because a
+ *                                             Catch handled an error in them: not
+ *                                             replayed)
+ *   {"k":"done","path":P/S[i],"output":V,"caught":B}  the same for one (read only)
  *   {"k":"at","path":P,"state":S,"input":V}   path P entered the Map/Parallel state S with
  *                                             raw input V (where P resumes)
  *   {"k":"fail","path":P,"state":S,"input":V} path P failed at state S (resumes there)
  * Paths name frames: "" is the top level, P/S[i] the i-th iteration or branch of state S
  * entered by path P.
  *
- * DESIGN: the scheduler thread only serializes a record and queues it; a writer thread
- * writes batches every 100 ms, each as a new file written under a temporary name,
- * fsynced and renamed, then the directory fsynced, so a kill -9 at any instant leaves
- * whole batch files only. A lost last batch (at most 100 ms of completions) costs only
- * re-running those iterations: loads are made idempotent per run by the load ledger.
- * Lock order: c->mu is a leaf. */
+ * DESIGN: the scheduler thread only queues a record: a few words and references to the
+ * JSON values (path, input, output), which the engine never changes once made. The
+ * writer thread makes the JSON lines as records come (on the other core, while the run
+ * goes on), reading the values but never touching their reference counts: it hands the
+ * records back, and the scheduler thread drops the references at its next record or at
+ * ckpt_close, so that a value is only freed after the writer is done with it (the queue's
+ * mutex orders the two). The writer writes what it has made as a batch every 100 ms,
+ * each as a new file written under a temporary name, fsynced and renamed, then the
+ * directory fsynced, so a kill -9 at any instant leaves whole batch files only. A lost last batch (at most 100 ms of
+ * completions) costs only re-running those iterations: loads are made idempotent per
+ * run by the load ledger. Lock order: c->mu is a leaf. */
 #ifndef ETL_CHECKPOINT_H
 #define ETL_CHECKPOINT_H
 
@@ -30,9 +38,19 @@ typedef struct ckpt ckpt;
 
 /* Start recording into run_path/checkpoints/ (created). NULL with msg on failure. */
 ckpt *ckpt_open(const char *run_path, char *msg, size_t len);
-/* Queue one record (scheduler thread; rec is borrowed). */
-void ckpt_record(ckpt *c, const json_t *rec);
-/* Write what is queued and stop the writer. Returns false when any batch could not be
+/* Queue a "done" record (scheduler thread): the iteration or branch `index` of state
+ * `state` (a name that outlives c), entered by the frame at parent_path (a JSON string),
+ * completed with output. Takes its own references. */
+void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
+               json_t *output, bool caught);
+/* Queue an "at" or a "fail" record of the frame at path (scheduler thread). */
+typedef enum { CKPT_AT, CKPT_FAIL } ckpt_kind;
+void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t *input);
+/* Ask the writer to write what is queued and stop, without waiting (the end of a run
+ * goes on meanwhile); ckpt_close then waits. */
+void ckpt_stop(ckpt *c);
+/* Write what is queued and stop the writer; drops the references of the records (on
+ * the scheduler's thread, after the writer ended). Returns false when any batch could not be
  * written (the message says why); frees c. */
 bool ckpt_close(ckpt *c, char *msg, size_t len);
 

@@ -29,7 +29,27 @@ void jt_put(jt_buf *sb, const char *s, size_t n)
 
 void jt_putc(jt_buf *sb, char c)
 {
+    if (sb->len < sb->cap) {
+        sb->p[sb->len++] = c;
+        return;
+    }
     jt_put(sb, &c, 1);
+}
+
+/* Decimal digits of v, without snprintf (a JSON text of numbers is mostly this). */
+void jt_int(jt_buf *sb, json_int_t v)
+{
+    char buf[24];
+    char *end = buf + sizeof buf, *p = end;
+    /* through unsigned: -LLONG_MIN does not exist as a long long */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    jt_put(sb, p, (size_t)(end - p));
 }
 
 /* ---- compact JSON text --------------------------------------------------------------
@@ -37,11 +57,10 @@ void jt_putc(jt_buf *sb, char c)
  * that reads back to the same double (json_dumps prints 0.1 as 0.10000000000000001),
  * and so that Format appends into one buffer. Keys keep insertion order. */
 
-static void put_string(jt_buf *sb, const char *s, size_t n)
+void jt_string_body(jt_buf *sb, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t run = 0; /* start of the pending run of bytes that need no escape */
-    jt_putc(sb, '"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
@@ -67,6 +86,12 @@ static void put_string(jt_buf *sb, const char *s, size_t n)
         jt_put(sb, esc, elen);
     }
     jt_put(sb, s + run, n - run);
+}
+
+void jt_string(jt_buf *sb, const char *s, size_t n)
+{
+    jt_putc(sb, '"');
+    jt_string_body(sb, s, n);
     jt_putc(sb, '"');
 }
 
@@ -87,7 +112,6 @@ static void put_real(jt_buf *sb, double d)
 
 void jt_value(jt_buf *sb, const json_t *v)
 {
-    char buf[32];
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         const char *key;
@@ -99,7 +123,7 @@ void jt_value(jt_buf *sb, const json_t *v)
             if (!first)
                 jt_putc(sb, ',');
             first = false;
-            put_string(sb, key, klen);
+            jt_string(sb, key, klen);
             jt_putc(sb, ':');
             jt_value(sb, val);
         }
@@ -117,13 +141,9 @@ void jt_value(jt_buf *sb, const json_t *v)
         break;
     }
     case JSON_STRING:
-        put_string(sb, json_string_value(v), json_string_length(v));
+        jt_string(sb, json_string_value(v), json_string_length(v));
         break;
-    case JSON_INTEGER: {
-        int n = snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        jt_put(sb, buf, (size_t)n);
-        break;
-    }
+    case JSON_INTEGER: jt_int(sb, json_integer_value(v)); break;
     case JSON_REAL: put_real(sb, json_real_value(v)); break;
     case JSON_TRUE: jt_put(sb, "true", 4); break;
     case JSON_FALSE: jt_put(sb, "false", 5); break;

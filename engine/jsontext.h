@@ -18,6 +18,12 @@ typedef struct jt_buf {
 
 void jt_put(jt_buf *b, const char *s, size_t n);
 void jt_putc(jt_buf *b, char c);
+/* Append the n bytes at s as a JSON string (quoted, escaped), or only its escaped
+ * text (no quotes: for a string made of parts). */
+void jt_string(jt_buf *b, const char *s, size_t n);
+void jt_string_body(jt_buf *b, const char *s, size_t n);
+/* Append v in decimal. */
+void jt_int(jt_buf *b, json_int_t v);
 /* Append v as compact JSON. */
 void jt_value(jt_buf *b, const json_t *v);
 /* NUL-terminate and hand over the text (caller frees); NULL after an allocation failure

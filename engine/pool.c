@@ -35,6 +35,7 @@ static int64_t now_ns(void)
 static void *worker(void *arg)
 {
     pool *p = arg;
+    pthread_setname_np(pthread_self(), "etlrun-worker"); /* for top -H, perf, gdb */
     if (p->thread_hook)
         p->thread_hook(true, p->hook_arg);
     for (;;) {

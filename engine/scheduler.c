@@ -76,7 +76,8 @@ struct frame {
     bool queued, cancelled, finished;
     bool in_state;             /* between enter and leave of cur */
     frame *ready_next;
-    char *path;                /* checkpoint path ("" = top), NULL without checkpoints */
+    json_t *path;              /* checkpoint path, a string ("" = top): made by frame_path
+                                  when first needed (at once in a resumed run) */
     char key[128];             /* the key of the frame's last task ("" = none) */
     bool caught;               /* a Catch handled an error in this frame or below */
     json_t *replayed;          /* output recorded by an earlier attempt: finish with it */
@@ -227,7 +228,7 @@ const char *sched_run_id(frame *f) { return f->r->exec_name; }
 void sched_frame_path(frame *f, char *buf, size_t len)
 {
     if (f->path) {
-        snprintf(buf, len, "%s", f->path);
+        snprintf(buf, len, "%s", json_string_value(f->path));
         return;
     }
     if (!f->parent) {
@@ -355,6 +356,30 @@ void sched_timer(frame *f, int64_t when_ns) { timer_set(f, when_ns, TK_STATE); }
 
 static void replay_position(frame *f);
 
+/* f's checkpoint path ("" for the top frame, P/S[i] for the i-th child of the frame at
+ * path P in state S), made once and kept: a string the checkpoint writer can hold. */
+static json_t *frame_path(frame *f)
+{
+    if (f->path)
+        return f->path;
+    if (!f->parent) {
+        f->path = json_string("");
+    } else {
+        const char *up = json_string_value(frame_path(f->parent));
+        const char *name = f->parent->cur->name;
+        size_t n = strlen(up) + strlen(name) + 32;
+        char *p = malloc(n);
+        if (p) {
+            int len = snprintf(p, n, "%s/%s[%lld]", up, name, (long long)f->index);
+            f->path = json_stringn_nocheck(p, (size_t)len);
+            free(p);
+        }
+    }
+    if (!f->path)
+        abort(); /* out of memory: checkpoints could no longer be trusted */
+    return f->path;
+}
+
 static frame *frame_new(run *r, frame *parent, machine *m, json_t *input, int64_t index)
 {
     frame *f = calloc(1, sizeof *f);
@@ -378,18 +403,8 @@ static frame *frame_new(run *r, frame *parent, machine *m, json_t *input, int64_
         parent->first_child = f;
         parent->n_children++;
     }
-    if (r->opt->ckpt || r->opt->replay) {
-        if (!parent) {
-            f->path = strdup("");
-        } else {
-            size_t n = strlen(parent->path) + strlen(parent->cur->name) + 32;
-            f->path = malloc(n);
-            if (f->path)
-                snprintf(f->path, n, "%s/%s[%lld]", parent->path, parent->cur->name,
-                         (long long)index);
-        }
-        if (!f->path)
-            abort(); /* out of memory: checkpoints could no longer be trusted */
+    if (r->opt->replay) {
+        frame_path(f);
         replay_position(f);
     }
     return f;
@@ -403,12 +418,12 @@ static void replay_position(frame *f)
     const ckpt_replay *rp = f->r->opt->replay;
     if (!rp)
         return;
-    json_t *out = json_object_get(rp->done, f->path);
+    json_t *out = json_object_get(rp->done, json_string_value(f->path));
     if (out) {
         f->replayed = json_incref(out);
         return;
     }
-    json_t *at = json_object_get(rp->resume, f->path);
+    json_t *at = json_object_get(rp->resume, json_string_value(f->path));
     state *st = at ? machine_find(f->m, json_string_value(json_object_get(at, "state"))) : NULL;
     if (st) {
         f->cur = st;
@@ -416,13 +431,6 @@ static void replay_position(frame *f)
         json_decref(f->input);
         f->input = json_incref(json_object_get(at, "input"));
     }
-}
-
-static void record(run *r, json_t *rec)
-{
-    if (r->opt->ckpt && rec)
-        ckpt_record(r->opt->ckpt, rec);
-    json_decref(rec);
 }
 
 static int *attempts_of(frame *f)
@@ -509,8 +517,8 @@ static void frame_finish(frame *f, json_t *output, const etl_error *err)
         return;
     }
     if (!err && r->opt->ckpt && !f->replayed)
-        record(r, json_pack("{s:s,s:s,s:O,s:b}", "k", "done", "path", f->path, "output", output,
-                            "caught", f->caught));
+        ckpt_done(r->opt->ckpt, frame_path(parent), parent->cur->name, f->index, output,
+                  f->caught);
     if (!err && f->caught)
         parent->caught = true;
     state *pst = parent->cur;
@@ -520,7 +528,7 @@ static void frame_finish(frame *f, json_t *output, const etl_error *err)
 
 static void frame_free(frame *f)
 {
-    free(f->path);
+    json_decref(f->path);
     json_decref(f->replayed);
     json_decref(f->input);
     json_decref(f->effective);
@@ -652,8 +660,7 @@ static void frame_fail(frame *f, const etl_error *err)
         snprintf(r->leaf_error, sizeof r->leaf_error, "%s", err->name);
     }
     if (f->r->opt->ckpt && f->cur)
-        record(f->r, json_pack("{s:s,s:s,s:s,s:O}", "k", "fail", "path", f->path, "state",
-                               f->cur->name, "input", f->input));
+        ckpt_state(f->r->opt->ckpt, CKPT_FAIL, frame_path(f), f->cur->name, f->input);
     if (history_on(f->r))
         history_emit(f->r, f, "StateFailed", error_details(err));
     frame_finish(f, NULL, err);
@@ -835,8 +842,7 @@ static void enter_state(frame *f)
      * and a new "at" would make its recorded children look stale (ckpt_load) */
     if (r->opt->ckpt && (st->type == ST_MAP || st->type == ST_PARALLEL) &&
         st != f->resumed_at)
-        record(r, json_pack("{s:s,s:s,s:s,s:O}", "k", "at", "path", f->path, "state",
-                            st->name, "input", f->input));
+        ckpt_state(r->opt->ckpt, CKPT_AT, frame_path(f), st->name, f->input);
     f->resumed_at = NULL;
     if (state_events_on(r))
         history_emit(r, f, "StateEntered", json_pack("{s:s,s:O}", "stateType",
@@ -1075,7 +1081,7 @@ static void step_ready(frame *f)
     if (f->replayed && !f->cancelled) {
         /* completed by an earlier attempt of this run: reuse its output */
         if (history_on(f->r))
-            history_emit(f->r, f, "CheckpointReplayed", json_pack("{s:s}", "path", f->path));
+            history_emit(f->r, f, "CheckpointReplayed", json_pack("{s:O}", "path", f->path));
         frame_finish(f, json_incref(f->replayed), NULL);
         return;
     }
