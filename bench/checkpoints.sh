@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# bench/checkpoints.sh — what checkpoints cost: a Map of ITEMS items (each a Pass, or a
-# Pass then a Wait of 0 s) through the scheduler alone without checkpoints and with them
-# (bench/sched_only, built with -DETL_BUILD_BENCH=ON), and through `etlrun run`, which
-# always keeps a run folder with checkpoints. Prints one Markdown table on stdout;
-# progress goes to stderr. Exit 1 when a run failed or gave a wrong output.
+# bench/checkpoints.sh — what the state directory costs (run folder, history, checkpoints,
+# retention): a Map of ITEMS items (each a Pass, or a Pass then a Wait of 0 s) run by
+# `etlrun run` with its state directory and with --no-state, in turn, as whole processes;
+# the state directory holds 30 earlier runs first, as under cron with the default
+# retention, so that every measured run also prunes one. Then the scheduler alone
+# (bench/sched_only, built with -DETL_BUILD_BENCH=ON) without and with checkpoints.
+# Prints two Markdown tables on stdout; progress goes to stderr. Exit 1 when a run failed
+# or gave a wrong output.
 # Env: ETLRUN (build/etlrun), SCHED_ONLY (next to ETLRUN: bench/sched_only), ITEMS
-# (10000), RUNS (5), TARGET_PCT (10).
+# (10000), RUNS (11), TARGET_PCT (10).
 set -uo pipefail
-RUNS=${RUNS:-5} # before lib.sh, whose default is 3
+RUNS=${RUNS:-11} # before lib.sh, whose default is 3
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ITEMS=${ITEMS:-10000}
@@ -51,57 +54,80 @@ sched_runs() {
   ON_MS=$(median "${ons[@]}")
 }
 
-# etlrun_runs PIPELINE: RUNS timed `etlrun run`s; E_MS = the median wall in ms, or
-# E_FAIL set when a run failed or its output is not [{"v":1},...,{"v":ITEMS}]
-etlrun_runs() {
-  local i t0 t1 walls=()
+# etlrun_pair PIPELINE: RUNS runs of `etlrun run --no-state` and of `etlrun run` (state
+# directory), alternating which goes first; NS_MS and ST_MS = the median walls in ms,
+# NS_KB and ST_KB the median peak RSS; E_FAIL set when a run failed or its output is not
+# [{"v":1},...,{"v":ITEMS}].
+etlrun_once() { # PIPELINE MODE -> W_MS, W_KB
+  local args=() t0 t1 rc
+  [[ $2 == nostate ]] && args=(--no-state)
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f %M -o "$WORK/rss" "$ETLRUN" run "$1" "${args[@]}" --input-file "$WORK/input.json" \
+      >"$WORK/out.json" 2>"$WORK/err.txt"
+  rc=$?
+  t1=$EPOCHREALTIME
+  if [[ $rc != 0 ]] || ! jq -e --argjson n "$ITEMS" \
+      'length == $n and .[0] == {v: 1} and .[-1] == {v: $n}' "$WORK/out.json" >/dev/null; then
+    E_FAIL="etlrun ($2) exited $rc or gave a wrong output (see $WORK/err.txt)"
+    KEEP_WORK=1
+    return 1
+  fi
+  W_MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+  W_KB=$(tail -1 "$WORK/rss")
+}
+
+etlrun_pair() {
+  local i m ns=() st=() nk=() sk=()
   E_FAIL=""
-  for ((i = 0; i < RUNS; i++)); do
-    t0=$EPOCHREALTIME
-    "$ETLRUN" run "$1" --input-file "$WORK/input.json" >"$WORK/out.json" 2>"$WORK/err.txt"
-    local rc=$?
-    t1=$EPOCHREALTIME
-    if [[ $rc != 0 ]] || ! jq -e --argjson n "$ITEMS" \
-        'length == $n and .[0] == {v: 1} and .[-1] == {v: $n}' "$WORK/out.json" >/dev/null; then
-      E_FAIL="etlrun exited $rc or gave a wrong output (see $WORK/err.txt)"
-      KEEP_WORK=1
-      return 1
-    fi
-    walls+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')")
+  for ((i = 0; i < 30; i++)); do # the earlier runs that retention keeps
+    etlrun_once "$1" state || return 1
   done
-  E_MS=$(median "${walls[@]}")
+  for ((i = 0; i < RUNS; i++)); do
+    for m in $( ((i % 2)) && echo state nostate || echo nostate state); do
+      etlrun_once "$1" "$m" || return 1
+      if [[ $m == state ]]; then st+=("$W_MS"); sk+=("$W_KB"); else ns+=("$W_MS"); nk+=("$W_KB"); fi
+    done
+  done
+  NS_MS=$(median "${ns[@]}")
+  ST_MS=$(median "${st[@]}")
+  NS_KB=$(median "${nk[@]}")
+  ST_KB=$(median "${sk[@]}")
 }
 
 STATUS=0
 ROWS=()
+SROWS=()
 for p in pass passwait; do
   case $p in
     pass) what="Pass" ;;
     passwait) what="Pass, Wait 0 s" ;;
   esac
+  log "checkpoints: $what, $ITEMS items, etlrun run with and without a state directory ($RUNS runs each)"
+  if etlrun_pair "$WORK/$p.json"; then
+    pct=$(awk -v a="$NS_MS" -v b="$ST_MS" 'BEGIN { printf "%+.1f%%", (b - a) / a * 100 }')
+    verdict="$(pass_fail "$(awk -v a="$NS_MS" -v b="$ST_MS" 'BEGIN { print (b - a) / a * 100 }')" "x < $TARGET_PCT") (< $TARGET_PCT%)"
+    ROWS+=("| $what | $(fmt_int "$ITEMS") | $NS_MS | $ST_MS | $pct | $(fmt_mb "$NS_KB") | $(fmt_mb "$ST_KB") | $verdict |")
+  else
+    STATUS=1
+    ROWS+=("| $what | $(fmt_int "$ITEMS") | FAILED: $E_FAIL | | | | | |")
+  fi
   log "checkpoints: $what, $ITEMS items, scheduler only ($RUNS runs each way)"
   if ! sched_runs "$WORK/$p.json"; then
     log "checkpoints: sched_only failed: $(cat "$WORK/sched.err")"
     STATUS=1
     KEEP_WORK=1
-    ROWS+=("| $what | $(fmt_int "$ITEMS") | FAILED | — | — | — | — |")
+    SROWS+=("| $what | $(fmt_int "$ITEMS") | FAILED | — | — |")
     continue
   fi
-  off=$OFF_MS
-  on=$ON_MS
-  pct=$(awk -v a="$off" -v b="$on" 'BEGIN { printf "%+.0f%%", (b - a) / a * 100 }')
-  verdict="$(pass_fail "$(awk -v a="$off" -v b="$on" 'BEGIN { print (b - a) / a * 100 }')" "x < $TARGET_PCT") (< $TARGET_PCT%)"
-  log "checkpoints: $what, $ITEMS items, etlrun run ($RUNS runs)"
-  if etlrun_runs "$WORK/$p.json"; then
-    cli="$E_MS"
-  else
-    cli="FAILED: $E_FAIL"
-    STATUS=1
-  fi
-  ROWS+=("| $what | $(fmt_int "$ITEMS") | $off | $on | $pct | $cli | $verdict |")
+  pct=$(awk -v a="$OFF_MS" -v b="$ON_MS" 'BEGIN { printf "%+.0f%%", (b - a) / a * 100 }')
+  SROWS+=("| $what | $(fmt_int "$ITEMS") | $OFF_MS | $ON_MS | $pct |")
 done
 
-echo "| work per item | items | scheduler, no checkpoints (ms) | scheduler + checkpoints (ms) | overhead | \`etlrun run\`, run folder (ms) | target |"
-echo "|---|---:|---:|---:|---:|---:|---|"
+echo "| work per item | items | \`etlrun --no-state\` (ms) | \`etlrun\`, state directory (ms) | overhead | peak RSS, no state | peak RSS, state | target |"
+echo "|---|---:|---:|---:|---:|---:|---:|---|"
 printf '%s\n' "${ROWS[@]}"
+echo
+echo "| work per item | items | scheduler, no checkpoints (ms) | scheduler + checkpoints (ms) | overhead |"
+echo "|---|---:|---:|---:|---:|"
+printf '%s\n' "${SROWS[@]}"
 exit $STATUS

@@ -27,9 +27,11 @@
 #include "log.h"
 #include "machine.h"
 #include "notify.h"
+#include "orphans.h"
 #include "plugins.h"
 #include "report.h"
 #include "rundir.h"
+#include "stage.h"
 #include "scheduler.h"
 #include "timestamp.h"
 #include "version.h"
@@ -73,6 +75,8 @@ static const char usage_text[] =
     "  --stage-dir DIR      where staged files go (default: staging.dir of the pipeline,\n"
     "                       else the run folder's stage/)\n"
     "  --state-dir DIR      the state directory (runs, locks); also for runs and show\n"
+    "  --no-state           keep nothing: no lock, no run folder (history, checkpoints,\n"
+    "                       summary.json), no resume; staging in a temporary folder\n"
     "  --wait-lock SECONDS  when another run of the pipeline holds its lock, wait up to\n"
     "                       SECONDS for it instead of exiting 75 at once\n"
     "  --strict             exit 3 when the run succeeded but errors were caught\n"
@@ -142,6 +146,7 @@ typedef struct run_args {
     int ledger_limit;       /* ledger --limit */
     double wait_lock;       /* < 0: fail at once when locked */
     bool strict, quiet, verbose, show_history;
+    bool no_state;          /* --no-state */
     log_format log_format;
     int jobs;
     unsigned used;          /* OPTS_* of the options given */
@@ -367,7 +372,7 @@ static void observe(void *arg, const json_t *event)
 {
     observer *o = arg;
     report_observe(o->rep, event);
-    if (!o->failed && (jsontext_dumpf(event, o->hist) != 0 || fputc('\n', o->hist) == EOF))
+    if (o->hist && !o->failed && (jsontext_dumpf(event, o->hist) != 0 || fputc('\n', o->hist) == EOF))
         o->failed = true;
 }
 
@@ -383,6 +388,107 @@ static bool flush_ok(FILE *f, bool failed_before, const char *what)
     return false;
 }
 
+/* RUN/history.jsonl, created, or opened for appending by a resumed attempt. NULL with
+ * errno on failure. */
+static FILE *open_run_history(const char *run_path, bool resumed)
+{
+    size_t hlen = strlen(run_path) + 32;
+    char *hpath = malloc(hlen);
+    if (!hpath)
+        return NULL;
+    snprintf(hpath, hlen, "%s/history.jsonl", run_path);
+    /* private like the rest of the run folder: events carry inputs and outputs */
+    int fd = open(hpath, (resumed ? O_RDWR | O_APPEND : O_WRONLY | O_TRUNC) | O_CREAT |
+                             O_CLOEXEC, 0600);
+    free(hpath);
+    if (fd < 0)
+        return NULL;
+    /* a killed attempt can leave its last event cut short: end that line, so that the
+     * resumed attempt's first event is a line of its own */
+    char last = '\n';
+    off_t size = resumed ? lseek(fd, 0, SEEK_END) : 0;
+    if (size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n') {
+        ssize_t w = write(fd, "\n", 1);
+        (void)w; /* at worst the torn line swallows the next event, as before */
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    setvbuf(f, NULL, _IOFBF, 1 << 16);
+    return f;
+}
+
+/* Take up run `want` (a run id, or "last") of the pipeline again: its folder becomes the
+ * current run's, *out_input its input, *out_redrive its resume count plus one, *replay
+ * its checkpoints. Returns EXIT_OK, or the exit code after saying why on stderr. */
+static int open_resumed(const char *root, rundir *rd, const pipeline *pl, const char *want_arg,
+                        json_t **out_input, int *out_redrive, char *out_started,
+                        size_t started_len, ckpt_replay *replay, char *msg, size_t len)
+{
+    char want[256];
+    snprintf(want, sizeof want, "%s", want_arg);
+    if (strcmp(want, "last") == 0) {
+        json_t *runs = rundir_list(root, pl->name, msg, len);
+        size_t n = json_array_size(runs);
+        const char *id =
+            n ? json_string_value(json_object_get(json_array_get(runs, n - 1), "id")) : NULL;
+        snprintf(want, sizeof want, "%s", id ? id : "");
+        json_decref(runs);
+        if (!want[0]) {
+            final_line("pipeline %s has no run to resume", pl->name);
+            return EXIT_USAGE;
+        }
+    }
+    if (!rundir_reuse_run(rd, want, msg, len)) {
+        final_line("%s", msg);
+        return EXIT_USAGE;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/summary.json", rundir_run_path(rd));
+    json_t *osum = json_load_file(path, 0, NULL);
+    const char *st = json_string_value(json_object_get(osum, "status"));
+    bool done = st && strcmp(st, "succeeded") == 0 &&
+                json_integer_value(json_object_get(osum, "errors_caught")) == 0;
+    json_decref(osum);
+    /* a run whose errors were caught (a key recorded as failed) succeeded, but a resume
+     * is how its failed keys are redone once the cause is fixed */
+    if (done) {
+        final_line("run %s of %s succeeded: there is nothing to resume", want, pl->name);
+        return EXIT_USAGE;
+    }
+    snprintf(path, sizeof path, "%s/meta.json", rundir_run_path(rd));
+    json_t *old = json_load_file(path, 0, NULL);
+    if (!old || !json_object_get(old, "input")) {
+        final_line("%s is missing or damaged: run %s cannot be resumed", path, want);
+        json_decref(old);
+        return EXIT_USAGE;
+    }
+    *out_redrive = (int)json_integer_value(json_object_get(old, "redrive_count")) + 1;
+    *out_input = json_incref(json_object_get(old, "input"));
+    const char *started = json_string_value(json_object_get(old, "started"));
+    snprintf(out_started, started_len, "%s", started ? started : "");
+    json_decref(old);
+    int rc = EXIT_OK;
+    if (!ckpt_load(rundir_run_path(rd), replay, msg, len)) {
+        final_line("cannot resume run %s: %s", want, msg);
+        rc = EXIT_FAILED;
+    } else if (!sched_check_replay(pl, replay, msg, len)) {
+        final_line("cannot resume run %s: %s (the pipeline changed since; run it afresh)",
+                   want, msg);
+        ckpt_replay_free(replay);
+        rc = EXIT_USAGE;
+    }
+    if (rc != EXIT_OK) {
+        json_decref(*out_input);
+        *out_input = NULL;
+    }
+    return rc;
+}
+
 /* --- the run ------------------------------------------------------------------------ */
 
 static void fmt_seconds(char *buf, size_t len, double s)
@@ -393,6 +499,33 @@ static void fmt_seconds(char *buf, size_t len, double s)
         snprintf(buf, len, "%dm%02ds", (int)s / 60, (int)s % 60);
     else
         snprintf(buf, len, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+/* Kill what killed attempts of this pipeline left running (engine/orphans.h). Under the
+ * pipeline's lock, a run without a summary.json has no etlrun any more.
+ * Called when the lock's previous holder died, so that a normal start reads no run. */
+static void kill_leftovers(const char *root, const char *pipeline)
+{
+    char msg[1024];
+    json_t *runs = rundir_list(root, pipeline, msg, sizeof msg), *run;
+    const char **ids = calloc(json_array_size(runs) + 1, sizeof *ids);
+    size_t n = 0, i;
+    json_array_foreach(runs, i, run) {
+        const char *id = json_string_value(json_object_get(run, "id"));
+        if (ids && id && json_is_null(json_object_get(run, "summary")))
+            ids[n++] = id;
+    }
+    int killed = n ? orphans_kill(pipeline, ids, n, msg, sizeof msg) : 0;
+    if (killed < 0)
+        log_msg(ETL_LOG_WARN, NULL, NULL, NULL,
+                "cannot look for processes left over by killed runs: %s", msg);
+    else if (killed > 0)
+        log_msg(ETL_LOG_WARN, NULL, NULL, NULL,
+                "killed %d process%s left running by killed run%s %s%s: %s", killed,
+                killed == 1 ? "" : "es", n == 1 ? "" : "s", ids[0], n == 1 ? "" : ", ...",
+                msg);
+    free(ids);
+    json_decref(runs);
 }
 
 /* --summary FILE: beside FILE as a temp file, then renamed (a reader never sees half);
@@ -432,6 +565,7 @@ static int cmd_run(const char *file, const run_args *a)
     ckpt_replay replay = {0};
     bool have_replay = false;
     ckpt *cp = NULL;
+    bool temp_stage = false; /* stage is a temporary folder (--no-state) */
 
     g_log_format = a->log_format;
     log_config lc = {.format = a->log_format, .quiet = a->quiet, .verbose = a->verbose,
@@ -445,6 +579,7 @@ static int cmd_run(const char *file, const run_args *a)
         rc = EXIT_USAGE;
         goto out;
     }
+
     input = read_input(a->input, a->input_file);
     if (!input) {
         rc = EXIT_USAGE;
@@ -467,141 +602,129 @@ static int cmd_run(const char *file, const run_args *a)
         goto out;
     }
 
-    /* the state directory and the lock: from here on, one run of this pipeline at a time */
-    root = rundir_root(a->state_dir);
-    if (!root) {
-        final_line("no state directory: HOME is not set; give --state-dir or set "
-                   "ETLRUN_STATE_DIR");
-        goto out;
-    }
-    bool locked = false;
-    rd = rundir_open(root, pl->name, a->wait_lock, &locked, msg, sizeof msg);
-    if (!rd) {
-        final_line("%s", msg);
-        rc = locked ? EXIT_LOCKED : EXIT_FAILED;
-        goto out;
-    }
     int redrive = 0;
-    if (a->resume) {
-        /* continue a failed, cancelled or killed run: same folder, input and name */
-        char want[256];
-        snprintf(want, sizeof want, "%s", a->resume);
-        if (strcmp(want, "last") == 0) {
-            json_t *runs = rundir_list(root, pl->name, msg, sizeof msg);
-            size_t n = json_array_size(runs);
-            const char *id =
-                n ? json_string_value(json_object_get(json_array_get(runs, n - 1), "id")) : NULL;
-            snprintf(want, sizeof want, "%s", id ? id : "");
-            json_decref(runs);
-            if (!want[0]) {
-                final_line("pipeline %s has no run to resume", pl->name);
-                rc = EXIT_USAGE;
-                goto out;
-            }
+    char id_buf[64], first_started[64] = ""; /* a resumed run's first start */
+    const char *run_id = NULL, *run_path = NULL;
+    if (a->no_state) {
+        /* --no-state: no lock, no run folder, nothing kept; only the id is made */
+        if (a->name)
+            snprintf(id_buf, sizeof id_buf, "%s", a->name);
+        else
+            rundir_new_id(id_buf, sizeof id_buf);
+        run_id = id_buf;
+    } else {
+        /* the state directory and the lock: from here on, one run of this pipeline at a
+         * time */
+        root = rundir_root(a->state_dir);
+        if (!root) {
+            final_line("no state directory: HOME is not set; give --state-dir or set "
+                       "ETLRUN_STATE_DIR (or run with --no-state)");
+            goto out;
         }
-        bool reused = rundir_reuse_run(rd, want, msg, sizeof msg);
-        if (!reused) {
+        bool locked = false;
+        rd = rundir_open(root, pl->name, a->wait_lock, &locked, msg, sizeof msg);
+        if (!rd) {
             final_line("%s", msg);
-            rc = EXIT_USAGE;
+            rc = locked ? EXIT_LOCKED : EXIT_FAILED;
             goto out;
         }
-        char mpath[PATH_MAX];
-        snprintf(mpath, sizeof mpath, "%s/meta.json", rundir_run_path(rd));
-        json_t *old = json_load_file(mpath, 0, NULL);
-        const char *st = json_string_value(json_object_get(old, "status"));
-        if (!old || !json_object_get(old, "input")) {
-            final_line("%s is missing or damaged: run %s cannot be resumed", mpath, want);
-            json_decref(old);
-            rc = EXIT_USAGE;
+        /* only after a holder died: a run that ends normally leaves nothing running */
+        if (rundir_holder_died(rd))
+            kill_leftovers(root, pl->name);
+        if (a->resume) {
+            json_t *old_input = NULL;
+            rc = open_resumed(root, rd, pl, a->resume, &old_input, &redrive, first_started,
+                              sizeof first_started, &replay, msg, sizeof msg);
+            if (rc != EXIT_OK)
+                goto out;
+            rc = EXIT_FAILED;
+            have_replay = true;
+            json_decref(input);
+            input = old_input;
+        } else if (!rundir_new_run(rd, a->name, msg, sizeof msg)) {
+            final_line("%s", msg);
+            rc = a->name ? EXIT_USAGE : EXIT_FAILED;
             goto out;
         }
-        char spath[PATH_MAX];
-        snprintf(spath, sizeof spath, "%s/summary.json", rundir_run_path(rd));
-        json_t *osum = json_load_file(spath, 0, NULL);
-        json_int_t caught = json_integer_value(json_object_get(osum, "errors_caught"));
-        json_decref(osum);
-        /* a run whose errors were caught (a key recorded as failed) succeeded, but a
-         * resume is how its failed keys are redone once the cause is fixed */
-        if (st && strcmp(st, "succeeded") == 0 && caught == 0) {
-            final_line("run %s of %s succeeded: there is nothing to resume", want, pl->name);
-            json_decref(old);
-            rc = EXIT_USAGE;
-            goto out;
-        }
-        json_decref(input);
-        input = json_incref(json_object_get(old, "input"));
-        redrive = (int)json_integer_value(json_object_get(old, "redrive_count")) + 1;
-        json_decref(old);
-        if (!ckpt_load(rundir_run_path(rd), &replay, msg, sizeof msg)) {
-            final_line("cannot resume run %s: %s", want, msg);
-            goto out;
-        }
-        have_replay = true;
-        if (!sched_check_replay(pl, &replay, msg, sizeof msg)) {
-            final_line("cannot resume run %s: %s (the pipeline changed since; run it afresh)",
-                       want, msg);
-            rc = EXIT_USAGE;
-            goto out;
-        }
-    } else if (!rundir_new_run(rd, a->name, msg, sizeof msg)) {
-        final_line("%s", msg);
-        rc = a->name ? EXIT_USAGE : EXIT_FAILED;
-        goto out;
+        run_id = rundir_run_id(rd);
+        run_path = rundir_run_path(rd);
     }
-    const char *run_id = rundir_run_id(rd), *run_path = rundir_run_path(rd);
     log_set_run_id(run_id);
 
-    size_t hlen = strlen(run_path) + 32;
-    char *hpath = malloc(hlen);
-    if (hpath) {
-        snprintf(hpath, hlen, "%s/history.jsonl", run_path);
-        /* private like the rest of the run folder: events carry inputs and outputs */
-        int fd = open(hpath, (a->resume ? O_RDWR | O_APPEND : O_WRONLY | O_TRUNC) | O_CREAT |
-                                 O_CLOEXEC, 0600);
-        /* a killed attempt can leave its last event cut short: end that line, so that the
-         * resumed attempt's first event is a line of its own */
-        char last = '\n';
-        off_t size = fd >= 0 && a->resume ? lseek(fd, 0, SEEK_END) : 0;
-        if (size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n') {
-            ssize_t w = write(fd, "\n", 1);
-            (void)w; /* at worst the torn line swallows the next event, as before */
-        }
-        run_hist = fd >= 0 ? fdopen(fd, "w") : NULL;
-        if (fd >= 0 && !run_hist)
-            close(fd);
-    }
-    if (!run_hist) {
-        final_line("cannot create %s/history.jsonl: %s", run_path, strerror(errno));
-        free(hpath);
-        goto out;
-    }
-    free(hpath);
-    setvbuf(run_hist, NULL, _IOFBF, 1 << 16);
-
-    /* default staging: in the run folder, so the run's files stay together */
+    /* default staging: in the run folder, so the run's files stay together; without a
+     * run folder, in a temporary folder removed at the end */
     const char *stage_dir = a->stage_dir;
     if (!stage_dir && !pl->stage_dir) {
-        size_t n = strlen(run_path) + 8;
-        stage = malloc(n);
-        if (stage)
-            snprintf(stage, n, "%s/stage", run_path);
+        if (run_path) {
+            size_t n = strlen(run_path) + 8;
+            stage = malloc(n);
+            if (stage)
+                snprintf(stage, n, "%s/stage", run_path);
+        } else {
+            const char *tmpdir = getenv("TMPDIR");
+            size_t n = strlen(tmpdir && *tmpdir ? tmpdir : "/tmp") + 32;
+            stage = malloc(n);
+            if (stage) {
+                snprintf(stage, n, "%s/etlrun-stage-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+                if (!mkdtemp(stage)) {
+                    final_line("cannot create a staging folder %s: %s", stage,
+                               strerror(errno));
+                    goto out;
+                }
+                temp_stage = true;
+            }
+        }
         stage_dir = stage;
+    }
+    if (a->resume && stage && !temp_stage) {
+        /* what writers of a killed attempt left half-written in the run's own staging
+         * folder (nothing else writes there: the lock is ours) */
+        int n = stage_remove_partial(stage);
+        if (n > 0)
+            log_msg(ETL_LOG_INFO, NULL, NULL, NULL,
+                    "removed %d partial staged file%s of an earlier attempt", n,
+                    n == 1 ? "" : "s");
     }
 
     size_t input_len = 0;
     free(jsontext_dumps(input, &input_len)); /* its size, for the start line */
     char started[40];
     ts_format(ts_now(), started, sizeof started);
-    char *abs_file = realpath(file, NULL);
-    meta = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s?,s:O,s:s,s:i}", "run_id", run_id,
-                     "pipeline", pl->name, "file", abs_file ? abs_file : file, "started",
-                     started, "pid", (json_int_t)getpid(), "status", "running", "stage_dir",
-                     stage_dir, "input", input, "etlrun", ETLRUN_VERSION, "redrive_count",
-                     redrive);
-    free(abs_file);
-    if (!meta || !rundir_write_json(rd, "meta.json", meta)) {
-        final_line("cannot write %s/meta.json: %s", run_path, strerror(errno));
-        goto out;
+    if (rd) {
+        char *abs_file = realpath(file, NULL);
+        /* a run keeps its first start (runs are listed and pruned in that order); a
+         * resume adds when it started */
+        meta = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I,s:s?,s:s,s:i,s:O}", "run_id", run_id,
+                         "pipeline", pl->name, "file", abs_file ? abs_file : file, "started",
+                         first_started[0] ? first_started : started, "resumed",
+                         a->resume ? started : NULL, "pid", (json_int_t)getpid(),
+                         "stage_dir", stage_dir, "etlrun", ETLRUN_VERSION, "redrive_count",
+                         redrive, "input", input);
+        free(abs_file);
+        /* a new run's folder appears with its meta.json (and input), or not at all */
+        /* compact: it holds the input, which may be large */
+        size_t meta_len = 0;
+        char *meta_text = meta ? jsontext_dumps(meta, &meta_len) : NULL;
+        if (meta_text)
+            meta_text[meta_len++] = '\n'; /* over the NUL: written as text, not a string */
+        bool wrote = meta_text && rundir_write_text(rd, "meta.json", meta_text, meta_len);
+        free(meta_text);
+        if (!wrote || !rundir_publish(rd, msg, sizeof msg)) {
+            final_line("cannot write the run folder %s: %s", run_path,
+                       wrote ? msg : strerror(errno));
+            goto out;
+        }
+        /* old runs go while this one runs (rundir's keeper thread) */
+        rundir_prune(rd, pl->keep_runs, pl->keep_days * 86400);
+    }
+
+
+    if (run_path) {
+        run_hist = open_run_history(run_path, a->resume != NULL);
+        if (!run_hist) {
+            final_line("cannot create %s/history.jsonl: %s", run_path, strerror(errno));
+            goto out;
+        }
     }
 
     if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -630,8 +753,7 @@ static int cmd_run(const char *file, const run_args *a)
     log_msg(ETL_LOG_INFO, NULL, NULL, NULL, "run %s started: pipeline %s, input %zu bytes",
             run_id, pl->name, input_len);
 
-    cp = ckpt_open(run_path, msg, sizeof msg);
-    if (!cp) {
+    if (run_path && !(cp = ckpt_open(run_path, msg, sizeof msg))) {
         final_line("%s", msg);
         goto out;
     }
@@ -646,13 +768,20 @@ static int cmd_run(const char *file, const run_args *a)
                          .stage_dir = stage_dir, .observe = observe, .observe_arg = &obs,
                          .ckpt = cp, .replay = have_replay ? &replay : NULL,
                          .redrive_count = redrive};
+    if (a->resume) {
+        /* the resumed run is not over until it writes its own summary: without one it
+         * is running, or was killed (etlrun runs, kill_leftovers). Here, when nothing
+         * can stop it from starting any more. */
+        char spath[PATH_MAX];
+        snprintf(spath, sizeof spath, "%s/summary.json", run_path);
+        if (unlink(spath) != 0 && errno != ENOENT)
+            log_msg(ETL_LOG_WARN, NULL, NULL, NULL, "cannot remove %s: %s", spath,
+                    strerror(errno));
+    }
     sched_run(pl, input, &opt, &out);
     report_clear_progress(rep);
-    bool ckpt_ok = ckpt_close(cp, msg, sizeof msg);
-    cp = NULL;
-    if (!ckpt_ok)
-        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s (a resume of this run would redo more)",
-                msg);
+    /* the last checkpoint batch is written and fsynced while the run's end is written */
+    ckpt_stop(cp);
 
     /* the history is buffered: a full disk shows only here, and must not pass silently */
     bool hist_ok = true;
@@ -661,9 +790,11 @@ static int cmd_run(const char *file, const run_args *a)
         snprintf(what, sizeof what, "--history %s", a->history);
         hist_ok = flush_ok(user_hist, false, what);
     }
-    char run_what[1100];
-    snprintf(run_what, sizeof run_what, "%s/history.jsonl", run_path);
-    hist_ok = flush_ok(run_hist, obs.failed, run_what) && hist_ok;
+    if (run_hist) {
+        char run_what[1100];
+        snprintf(run_what, sizeof run_what, "%s/history.jsonl", run_path);
+        hist_ok = flush_ok(run_hist, obs.failed, run_what) && hist_ok;
+    }
 
     int caught = report_errors_caught(rep);
     char end_line[sizeof out.err.cause + sizeof out.err.name + 64] = "";
@@ -696,7 +827,7 @@ static int cmd_run(const char *file, const run_args *a)
     summary = report_summary(rep, pl->name, run_id, &out);
     if (summary)
         json_object_set_new(summary, "exit_code", json_integer(rc));
-    if (!summary || !rundir_write_json(rd, "summary.json", summary))
+    if (rd && (!summary || !rundir_write_json(rd, "summary.json", summary)))
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
     if (a->summary && (!summary || !write_summary_file(a->summary, summary))) {
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write --summary %s: %s", a->summary,
@@ -704,15 +835,13 @@ static int cmd_run(const char *file, const run_args *a)
         if (rc == EXIT_OK)
             rc = EXIT_FAILED;
     }
-    const char *status = json_string_value(json_object_get(summary, "status"));
-    char ended[40];
-    ts_format(ts_now(), ended, sizeof ended);
-    json_object_set_new(meta, "status", json_string(status ? status : "failed"));
-    json_object_set_new(meta, "ended", json_string(ended));
-    json_object_set_new(meta, "exit_code", json_integer(rc));
-    if (!rundir_write_json(rd, "meta.json", meta))
-        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot update %s/meta.json", run_path);
 
+
+    bool ckpt_ok = ckpt_close(cp, msg, sizeof msg);
+    cp = NULL;
+    if (!ckpt_ok)
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s (a resume of this run would redo more)",
+                msg);
     /* the end of the run is logged by the report (ExecutionSucceeded/Failed/Aborted) */
     if (notify_url) {
         char *body = rc == EXIT_OK ? NULL : jsontext_dumps(summary, NULL);
@@ -720,7 +849,6 @@ static int cmd_run(const char *file, const run_args *a)
                     notify_timeout);
         free(body);
     }
-    rundir_prune(rd, pl->keep_runs, pl->keep_days * 86400);
 
     /* the summary for people: in text only (JSON logs keep stderr to JSON lines); with
      * --quiet only when something went wrong */
@@ -729,8 +857,12 @@ static int cmd_run(const char *file, const run_args *a)
         report_print(summary, stderr, isatty(STDERR_FILENO) && !(nc && *nc));
         fflush(stderr);
     }
+    /* summary.json and meta.json were written by rundir's keeper meanwhile */
+    if (rd && !rundir_flush(rd, msg, sizeof msg))
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s", msg);
     if (end_line[0])
         final_line("%s", end_line);
+
 out:
     if (cp)
         ckpt_close(cp, msg, sizeof msg);
@@ -746,6 +878,8 @@ out:
     if (user_hist)
         fclose(user_hist);
     rundir_close(rd); /* releases the lock */
+    if (temp_stage)
+        rundir_remove_tree(stage);
     free(stage);
     free(root);
     pipeline_free(pl);
@@ -799,10 +933,7 @@ static const char *run_status(const char *root, const char *pipeline, const json
 {
     if (jstr(summary, "status"))
         return jstr(summary, "status");
-    const char *m = jstr(meta, "status");
-    if (!m || strcmp(m, "running") == 0)
-        return rundir_is_running(root, pipeline, meta) ? "running" : "killed";
-    return m;
+    return rundir_is_running(root, pipeline, meta) ? "running" : "killed";
 }
 
 /* The pipeline name of a `runs` argument: the name: of a pipeline file, or the name. */
@@ -979,7 +1110,7 @@ out:
 enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION,
        OPT_STAGE_DIR, OPT_STATE_DIR, OPT_WAIT_LOCK, OPT_STRICT, OPT_LOG_FORMAT,
        OPT_LOG_FILE, OPT_QUIET, OPT_VERBOSE, OPT_SUMMARY, OPT_NOTIFY_URL, OPT_ENV_FILE,
-       OPT_SHOW_HISTORY, OPT_RESUME, OPT_KEY, OPT_LIMIT };
+       OPT_SHOW_HISTORY, OPT_RESUME, OPT_KEY, OPT_LIMIT, OPT_NO_STATE };
 
 static const struct option longopts[] = {
     {"input", required_argument, NULL, OPT_INPUT},
@@ -1000,6 +1131,7 @@ static const struct option longopts[] = {
     {"env-file", required_argument, NULL, OPT_ENV_FILE},
     {"show-history", no_argument, NULL, OPT_SHOW_HISTORY}, /* show's --history, see below */
     {"resume", required_argument, NULL, OPT_RESUME},
+    {"no-state", no_argument, NULL, OPT_NO_STATE},
     {"key", required_argument, NULL, OPT_KEY},
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"help", no_argument, NULL, 'h'},
@@ -1136,6 +1268,10 @@ int main(int argc, char **argv)
             a.env_file = optarg;
             a.used |= OPTS_ENV;
             break;
+        case OPT_NO_STATE:
+            a.no_state = true;
+            a.used |= OPTS_RUN;
+            break;
         case OPT_RESUME:
             a.resume = optarg;
             a.used |= OPTS_RUN;
@@ -1217,6 +1353,9 @@ int main(int argc, char **argv)
     if (is_resume && (a.input || a.input_file || a.name || a.resume))
         return usage_error("%s", "resume keeps the run's input and name: no --input, "
                                  "--input-file, --name or --resume");
+    if (a.no_state && (is_resume || a.resume || a.state_dir || a.wait_lock >= 0))
+        return usage_error("%s", "--no-state keeps no run to resume and takes no lock: no "
+                                 "resume, --resume, --state-dir or --wait-lock with it");
     if (nargs != 1)
         return usage_error(nargs == 0 ? "%s: no pipeline given" : "%s: give exactly one pipeline",
                            cmd);

@@ -6,14 +6,18 @@
  * its holder dies, however it dies; the pid and start time written into the file are
  * only for the message a second run prints. Files a reader may see (meta.json,
  * summary.json) are written to a temp file, fsync()ed and renamed, so a kill -9 leaves
- * either the old or the new version. A pruned run is first renamed to ".trash-ID" and
- * then removed, so a half-removed run never looks like a run. */
+ * either the old or the new version. A new run folder is made as "runs/.ID.new", given
+ * its meta.json there, and renamed to "runs/ID" (rundir_publish), so a run
+ * folder without its meta.json never exists, whenever a kill comes. A pruned run is
+ * first renamed to ".trash-ID" and then removed, so a half-removed run never looks like
+ * a run. Hidden folders (".") are never runs; leftovers are removed by rundir_prune. */
 #include "rundir.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,9 +36,36 @@ struct rundir {
     char *pipeline;     /* the pipeline's name */
     char *dir;          /* ROOT/PIPELINE */
     int lock_fd;        /* flock()ed, O_CLOEXEC */
+    bool locked;        /* the flock is ours */
+    bool holder_died;   /* the lock file named a holder when we took it */
     char *run_id;       /* NULL until rundir_new_run */
     char *run_path;     /* ROOT/PIPELINE/runs/RUN_ID */
+    char *new_path;     /* ROOT/PIPELINE/runs/.RUN_ID.new until rundir_publish, else NULL */
+    char *unsynced[4];  /* files written into new_path, fsynced by the keeper */
+    size_t n_unsynced;
+    /* the keeper thread: the run folder's writes after publication, in order */
+    pthread_t keeper;
+    bool keeper_on;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *head, *tail; /* guarded by mu */
+    bool busy, stop;         /* guarded by mu */
+    char err[PATH_MAX + 256]; /* guarded by mu: the first failure, "" when none */
 };
+
+typedef enum { JOB_SYNC, JOB_WRITE, JOB_PRUNE } job_kind;
+typedef struct job {
+    struct job *next;
+    job_kind kind;
+    char *name, *text; /* JOB_WRITE */
+    size_t len;
+    char *path;        /* JOB_SYNC, JOB_WRITE: the run folder; JOB_PRUNE: the current
+                          run's id (never pruned) */
+    char *names[4];    /* JOB_SYNC: what was written into it before */
+    size_t n_names;
+    int keep;          /* JOB_PRUNE */
+    double max_age_s;
+} job;
 
 /* --- small helpers ------------------------------------------------------------- */
 
@@ -160,6 +191,8 @@ rundir *rundir_open(const char *root, const char *pipeline, double wait_s, bool 
     if (!rd)
         goto oom;
     rd->lock_fd = -1;
+    pthread_mutex_init(&rd->mu, NULL);
+    pthread_cond_init(&rd->cv, NULL);
     rd->pipeline = strdup(pipeline);
     rd->dir = join(root, pipeline);
     lock_path = rd->dir ? join(rd->dir, "lock") : NULL;
@@ -211,7 +244,17 @@ rundir *rundir_open(const char *root, const char *pipeline, double wait_s, bool 
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    /* the lock is ours: say who holds it, for a second run's message */
+    /* the lock is ours. A holder that ended normally emptied the file (rundir_close):
+     * a line still there is a holder that died (kill -9, a crash, the power) */
+    rd->locked = true;
+    char old[128];
+    ssize_t got = pread(rd->lock_fd, old, sizeof old - 1, 0);
+    long old_pid = 0;
+    if (got > 0) {
+        old[got] = '\0';
+        rd->holder_died = sscanf(old, "%ld", &old_pid) == 1 && old_pid > 0;
+    }
+    /* say who holds it, for a second run's message */
     char line[96], when[40];
     ts_format(ts_now(), when, sizeof when);
     int n = snprintf(line, sizeof line, "%ld %s\n", (long)getpid(), when);
@@ -258,6 +301,10 @@ static void newest_id(const char *runs, char *out, size_t len)
     closedir(d);
 }
 
+static void remove_tree(const char *path);
+struct job;
+static void enqueue(rundir *rd, struct job *j);
+
 static void generate_id(char *buf, size_t len)
 {
     struct timespec ts;
@@ -287,9 +334,11 @@ static void next_id(const char *newest, char *id, size_t len)
     }
 }
 
+void rundir_new_id(char *buf, size_t len) { generate_id(buf, len); }
+
 bool rundir_new_run(rundir *rd, const char *name, char *msg, size_t len)
 {
-    char id[128], newest[256];
+    char id[128], newest[256], hidden[160];
     char *runs = join(rd->dir, "runs");
     bool ok = false;
     if (!runs || (mkdir(runs, 0700) != 0 && errno != EEXIST)) {
@@ -304,29 +353,40 @@ bool rundir_new_run(rundir *rd, const char *name, char *msg, size_t len)
     }
     if (!name)
         newest_id(runs, newest, sizeof newest);
+    for (size_t i = 0; i < rd->n_unsynced; i++)
+        free(rd->unsynced[i]); /* an earlier run of this rundir never published */
+    rd->n_unsynced = 0;
     for (int attempt = 0;; attempt++) {
         if (name)
             snprintf(id, sizeof id, "%s", name);
         else
             next_id(newest, id, sizeof id);
+        snprintf(hidden, sizeof hidden, ".%s.new", id);
         free(rd->run_path);
+        free(rd->new_path);
         rd->run_path = join(runs, id);
-        if (!rd->run_path) {
+        rd->new_path = join(runs, hidden);
+        if (!rd->run_path || !rd->new_path) {
             snprintf(msg, len, "out of memory");
             goto out;
         }
-        if (mkdir(rd->run_path, 0700) == 0)
-            break;
-        int e = errno;
-        free(rd->run_path);
-        rd->run_path = NULL;
+        /* we hold the lock: no other process makes runs of this pipeline, and a
+         * .ID.new left by a killed attempt is ours to remove */
+        struct stat st;
+        int e = lstat(rd->run_path, &st) == 0 ? EEXIST : 0;
+        if (!e) {
+            remove_tree(rd->new_path);
+            if (mkdir(rd->new_path, 0700) == 0)
+                break;
+            e = errno;
+        }
         if (e == EEXIST && !name && attempt < 10)
             continue; /* the same millisecond and the same 24 random bits */
         if (e == EEXIST)
             snprintf(msg, len, "a run named %s already exists in %s; choose another "
                      "--name", id, runs);
         else
-            snprintf(msg, len, "cannot create the run folder %s/%s: %s", runs, id,
+            snprintf(msg, len, "cannot create the run folder %s/%s: %s", runs, hidden,
                      strerror(e));
         goto out;
     }
@@ -336,8 +396,55 @@ bool rundir_new_run(rundir *rd, const char *name, char *msg, size_t len)
     if (!ok)
         snprintf(msg, len, "out of memory");
 out:
+    if (!ok) {
+        free(rd->new_path);
+        rd->new_path = NULL;
+    }
     free(runs);
     return ok;
+}
+
+static void fsync_dir(const char *path)
+{
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
+bool rundir_publish(rundir *rd, char *msg, size_t len)
+{
+    if (!rd->new_path)
+        return true;
+    /* atomic against a kill at once; durable (fsyncs) shortly after, by the keeper,
+     * so that the run does not wait for the disk to start */
+    int r = renameat2(AT_FDCWD, rd->new_path, AT_FDCWD, rd->run_path, RENAME_NOREPLACE);
+    if (r != 0 && (errno == EINVAL || errno == ENOSYS)) {
+        /* a filesystem without RENAME_NOREPLACE: we hold the lock, and rundir_new_run
+         * saw no folder of that name */
+        struct stat st;
+        r = lstat(rd->run_path, &st) == 0 ? (errno = EEXIST, -1)
+                                           : rename(rd->new_path, rd->run_path);
+    }
+    if (r != 0) {
+        snprintf(msg, len, "cannot rename %s to %s: %s", rd->new_path, rd->run_path,
+                 strerror(errno));
+        return false;
+    }
+    free(rd->new_path);
+    rd->new_path = NULL;
+    job *j = calloc(1, sizeof *j);
+    if (j && (j->path = strdup(rd->run_path))) {
+        j->kind = JOB_SYNC;
+        memcpy(j->names, rd->unsynced, sizeof j->names);
+        j->n_names = rd->n_unsynced;
+        rd->n_unsynced = 0;
+        enqueue(rd, j);
+    } else {
+        free(j); /* out of memory: the files are complete, only not yet on the disk */
+    }
+    return true;
 }
 
 bool rundir_reuse_run(rundir *rd, const char *run_id, char *msg, size_t len)
@@ -363,36 +470,37 @@ bool rundir_reuse_run(rundir *rd, const char *run_id, char *msg, size_t len)
 }
 
 const char *rundir_run_id(const rundir *rd) { return rd->run_id; }
+bool rundir_holder_died(const rundir *rd) { return rd->holder_died; }
 const char *rundir_run_path(const rundir *rd) { return rd->run_path; }
 
-bool rundir_write_json(rundir *rd, const char *name, const json_t *v)
+/* Write text (len bytes) as NAME in folder: temp file, then (durable) fsync, rename,
+ * and (durable) fsync of the folder. */
+static bool write_text(const char *folder, const char *name, const char *text, size_t len,
+                       bool durable)
 {
     bool ok = false;
     int fd = -1;
-    char *text = NULL, *path = NULL, *tmp = NULL;
-    if (!rd->run_path)
+    char *path = NULL, *tmp = NULL;
+    if (!folder)
         return false;
-    path = join(rd->run_path, name);
-    text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    path = join(folder, name);
     size_t n = path ? strlen(path) + 32 : 0;
     tmp = n ? malloc(n) : NULL;
-    if (!path || !text || !tmp)
+    if (!path || !tmp)
         goto out;
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         goto out;
-    size_t len = strlen(text);
-    text[len] = '\n'; /* json_dumps leaves room: we overwrite the NUL, writing len+1 */
-    for (size_t off = 0; off < len + 1;) {
-        ssize_t w = write(fd, text + off, len + 1 - off);
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, text + off, len - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             goto out;
         off += (size_t)w;
     }
-    if (fsync(fd) != 0)
+    if (durable && fsync(fd) != 0)
         goto out;
     if (close(fd) != 0) {
         fd = -1;
@@ -401,21 +509,184 @@ bool rundir_write_json(rundir *rd, const char *name, const json_t *v)
     fd = -1;
     if (rename(tmp, path) != 0)
         goto out;
-    /* the rename itself reaches the disk with the directory */
-    int dfd = open(rd->run_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    if (durable)
+        fsync_dir(folder); /* the rename itself reaches the disk with the folder */
     ok = true;
 out:
     if (fd >= 0)
         close(fd);
     if (!ok && tmp)
         unlink(tmp);
-    free(text);
     free(path);
     free(tmp);
+    return ok;
+}
+
+/* --- the keeper: the run folder's writes, off the run's path ------------------------ */
+
+static void prune_now(rundir *rd, const char *current, int keep, double max_age_s);
+
+static void job_free(job *j)
+{
+    for (size_t i = 0; i < j->n_names; i++)
+        free(j->names[i]);
+    free(j->path);
+    free(j->name);
+    free(j->text);
+    free(j);
+}
+
+static void keeper_failed(rundir *rd, const char *fmt, const char *a, int e)
+{
+    pthread_mutex_lock(&rd->mu);
+    if (!rd->err[0])
+        snprintf(rd->err, sizeof rd->err, fmt, a, strerror(e));
+    pthread_mutex_unlock(&rd->mu);
+}
+
+static void run_job(rundir *rd, job *j)
+{
+    switch (j->kind) {
+    case JOB_SYNC:
+        /* what was written into the folder before its publication: its data, then the
+         * folder's entries, then the folder's own name in runs/ */
+        for (size_t i = 0; i < j->n_names; i++) {
+            char *p = join(j->path, j->names[i]);
+            int fd = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+            if (fd < 0 || fsync(fd) != 0)
+                keeper_failed(rd, "cannot sync %s: %s", p ? p : j->names[i], errno);
+            if (fd >= 0)
+                close(fd);
+            free(p);
+        }
+        fsync_dir(j->path);
+        char *runs = join(rd->dir, "runs");
+        if (runs)
+            fsync_dir(runs);
+        free(runs);
+        break;
+    case JOB_WRITE:
+        if (!write_text(j->path, j->name, j->text, j->len, true))
+            keeper_failed(rd, "cannot write %s in the run folder: %s", j->name, errno);
+        break;
+    case JOB_PRUNE:
+        prune_now(rd, j->path, j->keep, j->max_age_s);
+        break;
+    }
+}
+
+static void *keeper(void *arg)
+{
+    pthread_setname_np(pthread_self(), "etlrun-keeper"); /* for top -H, perf, gdb */
+    rundir *rd = arg;
+    pthread_mutex_lock(&rd->mu);
+    for (;;) {
+        while (!rd->head && !rd->stop)
+            pthread_cond_wait(&rd->cv, &rd->mu);
+        job *j = rd->head;
+        if (!j)
+            break; /* stopping, and every job is done */
+        rd->head = j->next;
+        if (!rd->head)
+            rd->tail = NULL;
+        rd->busy = true;
+        pthread_mutex_unlock(&rd->mu);
+        run_job(rd, j);
+        job_free(j);
+        pthread_mutex_lock(&rd->mu);
+        rd->busy = false;
+        pthread_cond_broadcast(&rd->cv); /* rundir_flush */
+    }
+    pthread_mutex_unlock(&rd->mu);
+    return NULL;
+}
+
+/* Give j to the keeper (started on first use); without a thread, run it here. */
+static void enqueue(rundir *rd, job *j)
+{
+    if (!rd->keeper_on) {
+        sigset_t block, old;
+        sigfillset(&block); /* signals are the main thread's business */
+        pthread_sigmask(SIG_BLOCK, &block, &old);
+        rd->keeper_on = pthread_create(&rd->keeper, NULL, keeper, rd) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!rd->keeper_on) {
+            run_job(rd, j);
+            job_free(j);
+            return;
+        }
+    }
+    pthread_mutex_lock(&rd->mu);
+    if (rd->tail)
+        rd->tail->next = j;
+    else
+        rd->head = j;
+    rd->tail = j;
+    pthread_cond_broadcast(&rd->cv);
+    pthread_mutex_unlock(&rd->mu);
+}
+
+bool rundir_flush(rundir *rd, char *msg, size_t len)
+{
+    if (!rd->keeper_on)
+        return !rd->err[0] || (snprintf(msg, len, "%s", rd->err), false);
+    pthread_mutex_lock(&rd->mu);
+    while (rd->head || rd->busy)
+        pthread_cond_wait(&rd->cv, &rd->mu);
+    bool ok = !rd->err[0];
+    if (!ok)
+        snprintf(msg, len, "%s", rd->err);
+    pthread_mutex_unlock(&rd->mu);
+    return ok;
+}
+
+bool rundir_write_text(rundir *rd, const char *name, const char *text, size_t len)
+{
+    if (rd->new_path) {
+        /* not visible yet: made durable by the keeper once published */
+        if (rd->n_unsynced == sizeof rd->unsynced / sizeof rd->unsynced[0])
+            return false;
+        char *n = strdup(name);
+        if (!n || !write_text(rd->new_path, name, text, len, false)) {
+            free(n);
+            return false;
+        }
+        rd->unsynced[rd->n_unsynced++] = n;
+        return true;
+    }
+    if (!rd->run_path)
+        return false;
+    job *j = calloc(1, sizeof *j);
+    char *copy = malloc(len ? len : 1);
+    char *n = strdup(name);
+    /* the job's own copy: the rundir may move on to another run before it is done */
+    char *folder = strdup(rd->run_path);
+    if (!j || !copy || !n || !folder) {
+        free(j);
+        free(copy);
+        free(n);
+        free(folder);
+        return false;
+    }
+    j->path = folder;
+    memcpy(copy, text, len);
+    j->kind = JOB_WRITE;
+    j->name = n;
+    j->text = copy;
+    j->len = len;
+    enqueue(rd, j);
+    return true;
+}
+
+bool rundir_write_json(rundir *rd, const char *name, const json_t *v)
+{
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (!text)
+        return false;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps leaves room: we overwrite the NUL, writing len+1 */
+    bool ok = rundir_write_text(rd, name, text, len + 1);
+    free(text);
     return ok;
 }
 
@@ -473,8 +744,19 @@ static run_entry *scan_runs(const char *runs, size_t *out_n, bool *out_err)
             free(p);
             break;
         }
-        json_t *meta = load_json(p, "meta.json");
-        const char *s = json_string_value(json_object_get(meta, "started"));
+        /* a generated id holds its start time (to the millisecond): no file to read,
+         * which keeps pruning and listing cheap; other names have it in meta.json */
+        char from_id[32];
+        json_t *meta = NULL;
+        const char *s = from_id;
+        if (generated_id(e->d_name)) {
+            const char *i = e->d_name;
+            snprintf(from_id, sizeof from_id, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s.%.3sZ", i, i + 4,
+                     i + 6, i + 9, i + 11, i + 13, i + 16);
+        } else {
+            meta = load_json(p, "meta.json");
+            s = json_string_value(json_object_get(meta, "started"));
+        }
         ts_instant t;
         if (s && ts_parse(s, &t)) {
             ts_format(t, r->started, sizeof r->started);
@@ -517,7 +799,9 @@ static void remove_tree(const char *path)
     nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-void rundir_prune(rundir *rd, int keep, double max_age_s)
+void rundir_remove_tree(const char *path) { remove_tree(path); }
+
+static void prune_now(rundir *rd, const char *current, int keep, double max_age_s)
 {
     char *runs = join(rd->dir, "runs");
     size_t n = 0;
@@ -531,7 +815,7 @@ void rundir_prune(rundir *rd, int keep, double max_age_s)
     double t_now = (double)now.tv_sec + now.tv_nsec / 1e9;
     size_t n_old = keep < 0 ? 0 : (size_t)keep < n ? n - (size_t)keep : 0;
     for (size_t i = 0; i < n_old; i++) {
-        if (rd->run_id && strcmp(v[i].id, rd->run_id) == 0)
+        if (current && strcmp(v[i].id, current) == 0)
             continue;
         if (max_age_s > 0 && t_now - v[i].epoch < max_age_s)
             continue;
@@ -543,12 +827,18 @@ void rundir_prune(rundir *rd, int keep, double max_age_s)
         free(from);
         free(to);
     }
-    /* trash left by a prune that was killed halfway */
+    /* trash left by a prune that was killed halfway, and the unpublished folders of runs
+     * killed before they started (we hold the lock: no run of ours is being made) */
     DIR *d = opendir(runs);
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
-            if (strncmp(e->d_name, ".trash-", 7) != 0)
+            /* (the keeper runs this after the current run was published; one rundir
+             * makes one run at a time, so no unpublished folder is being made now) */
+            size_t nl = strlen(e->d_name);
+            bool unpublished = e->d_name[0] == '.' && nl > 5 &&
+                               strcmp(e->d_name + nl - 4, ".new") == 0;
+            if (strncmp(e->d_name, ".trash-", 7) != 0 && !unpublished)
                 continue;
             char *p = join(runs, e->d_name);
             if (p)
@@ -562,16 +852,49 @@ out:
     free(runs);
 }
 
+void rundir_prune(rundir *rd, int keep, double max_age_s)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return; /* out of memory: the next run prunes */
+    j->kind = JOB_PRUNE;
+    j->path = rd->run_id ? strdup(rd->run_id) : NULL;
+    if (rd->run_id && !j->path) {
+        free(j);
+        return;
+    }
+    j->keep = keep;
+    j->max_age_s = max_age_s;
+    enqueue(rd, j);
+}
+
 void rundir_close(rundir *rd)
 {
     if (!rd)
         return;
+    if (rd->keeper_on) {
+        pthread_mutex_lock(&rd->mu);
+        rd->stop = true;
+        pthread_cond_broadcast(&rd->cv);
+        pthread_mutex_unlock(&rd->mu);
+        pthread_join(rd->keeper, NULL);
+    }
+    for (size_t i = 0; i < rd->n_unsynced; i++)
+        free(rd->unsynced[i]);
+    pthread_mutex_destroy(&rd->mu);
+    pthread_cond_destroy(&rd->cv);
+    if (rd->locked && ftruncate(rd->lock_fd, 0) != 0) {
+        /* the next holder will look for leftovers of a dead run, and find none */
+    }
     if (rd->lock_fd >= 0)
         close(rd->lock_fd); /* releases the flock */
     free(rd->pipeline);
     free(rd->dir);
     free(rd->run_id);
     free(rd->run_path);
+    if (rd->new_path)
+        remove_tree(rd->new_path); /* a run that never started: nothing to keep */
+    free(rd->new_path);
     free(rd);
 }
 

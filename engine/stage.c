@@ -8,6 +8,7 @@
  * reports that same error, so a failed extract never leaves a file behind. The reader
  * streams the whole file once to check size and CRC against the manifest, then parses
  * it with a csv_reader (empty_is_null, 64 MiB record limit). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -772,4 +773,22 @@ void stage_reader_close(stage_reader *r)
     json_decref(r->manifest);
     free(r->path);
     free(r);
+}
+
+int stage_remove_partial(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        /* the writers' temporary names: .NAME.csv.tmp-XXXXXX and .NAME.manifest... */
+        if (e->d_name[0] != '.' || !strstr(e->d_name, ".tmp-"))
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
 }

@@ -63,6 +63,12 @@ void stage_writer_abort(stage_writer *w);
  * file (one streaming pass). Errors: Etl.IntegrityError (ETL_EINVAL) for a missing or
  * malformed manifest, or a size/CRC mismatch, naming the file and both values;
  * Etl.StagingFailed for I/O errors. */
+/* Remove from dir the temporary files of writers that were killed (a run killed by
+ * SIGKILL or a crash): only what a live writer of dir could own, so call it only when
+ * none can be writing there. Returns how many were removed, -1 when dir cannot be
+ * read. */
+int stage_remove_partial(const char *dir);
+
 stage_reader *stage_reader_open(const char *path, etl_error *err);
 const json_t *stage_reader_manifest(const stage_reader *r);
 /* 1 = a record in *out_fields, *out_lens and *out_n (valid until the next call; NULL field

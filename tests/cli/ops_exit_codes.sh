@@ -132,8 +132,6 @@ interrupted() {
     jq -e --argjson rc "$want" '.status == "cancelled" and .exit_code == $rc' \
         "$ETLRUN_STATE_DIR/slow/runs/$id/summary.json" >/dev/null ||
         fail "the summary of the interrupted run does not say cancelled, exit $want"
-    jq -e '.status == "cancelled"' "$ETLRUN_STATE_DIR/slow/runs/$id/meta.json" >/dev/null ||
-        fail "meta.json of the interrupted run does not say cancelled"
     # the lock was released: a run with --wait-lock 0 goes through (its task is killed)
     rm -f "$T/slow.pid"
     "$ETLRUN" "$T/slow.yaml" --wait-lock 0 >/dev/null 2>"$T/again.err" </dev/null &

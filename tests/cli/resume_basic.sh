@@ -83,11 +83,19 @@ id=$(only_run seq)
 [ "$(awk '{ print $3 }' "$T/log" | sort -u)" = "$id" ] ||
     fail "\$\$.Execution.Name in the tasks is not the run id $id: $(cat "$T/log")"
 
+first_started=$(jq -r .started "$ETLRUN_STATE_DIR/seq/runs/$id/meta.json")
+
 say "fixed and resumed: only item 5 and the items that had not started run again"
 touch "$T/marker"
 : >"$T/log"
+# what a staging writer killed mid-file leaves in the run's staging folder
+mkdir -p "$ETLRUN_STATE_DIR/seq/runs/$id/stage"
+echo 'id,na' >"$ETLRUN_STATE_DIR/seq/runs/$id/stage/.orders.csv.tmp-Ab12Cd"
 run resume "$id"
 expect_rc 0
+[ -e "$ETLRUN_STATE_DIR/seq/runs/$id/stage/.orders.csv.tmp-Ab12Cd" ] &&
+    fail "the resume left the partial staged file of the earlier attempt"
+expect_stderr_has "removed 1 partial staged file of an earlier attempt"
 expect_one_json_line
 [ "$(logged_items)" = "5 6 7 8" ] || fail "the resume ran items '$(logged_items)', expected 5 6 7 8"
 # items 1-4 keep their recorded outputs (r = 0: made by the first attempt)
@@ -96,9 +104,12 @@ expect_output "{\"out\":[{\"v\":1,\"r\":0},{\"v\":2,\"r\":0},{\"v\":3,\"r\":0},{
     \"name\":\"$id\",\"redrive\":1}"
 [ "$(only_run seq)" = "$id" ] || fail "the resume made a new run folder"
 expect_stderr_has "resuming run $id (resume 1)"
-jq -e '.status == "succeeded" and .redrive_count == 1 and .exit_code == 0' \
+jq -e --arg s "$first_started" '.redrive_count == 1 and .started == $s and .resumed > $s' \
     "$ETLRUN_STATE_DIR/seq/runs/$id/meta.json" >/dev/null ||
     fail "meta.json after the resume: $(cat "$ETLRUN_STATE_DIR/seq/runs/$id/meta.json")"
+jq -e '.status == "succeeded" and .exit_code == 0' \
+    "$ETLRUN_STATE_DIR/seq/runs/$id/summary.json" >/dev/null ||
+    fail "summary.json after the resume: $(cat "$ETLRUN_STATE_DIR/seq/runs/$id/summary.json")"
 
 say "a succeeded run cannot be resumed (exit 2), by id or as the last run"
 : >"$T/log"

@@ -121,8 +121,11 @@ id=$(ls "$ETLRUN_STATE_DIR/killme/runs")
 ended=$(grep -c '^end ' "$T/log")
 started=$(grep -c '^start ' "$T/log")
 [ "$ended" -ge 4 ] || fail "only $ended items had ended when the run was killed after 0.9 s"
-jq -e '.status == "running"' "$ETLRUN_STATE_DIR/killme/runs/$id/meta.json" >/dev/null ||
-    fail "meta.json of a killed run should still say running"
+[ -e "$ETLRUN_STATE_DIR/killme/runs/$id/summary.json" ] &&
+    fail "a killed run has a summary.json"
+run runs killme
+expect_rc 0
+grep -q "$id.*killed" "$T/out" || fail "etlrun runs does not show the killed run as killed: $(cat "$T/out")"
 resume_to_end "$id"
 expect_output "$(expected 16)"
 expect_stderr_has "resuming run $id (resume 1)"
@@ -168,7 +171,9 @@ expect_output "$(expected 80)"
 check_no_rerun
 [ "$(started_run)" = "$id" ] || fail "the resumes started other runs: $(started_run)"
 # a resume killed before it rewrote meta.json did not count
-jq -e --argjson n "$resumes" '.status == "succeeded" and .redrive_count >= 1 and
+jq -e '.status == "succeeded"' "$ETLRUN_STATE_DIR/killme/runs/$id/summary.json" >/dev/null ||
+    fail "summary.json after $resumes resumes: $(cat "$ETLRUN_STATE_DIR/killme/runs/$id/summary.json")"
+jq -e --argjson n "$resumes" '.redrive_count >= 1 and
     .redrive_count <= $n' "$ETLRUN_STATE_DIR/killme/runs/$id/meta.json" >/dev/null ||
     fail "meta.json after $resumes resumes: $(cat "$ETLRUN_STATE_DIR/killme/runs/$id/meta.json")"
 say "$(grep -c '^start ' "$T/log") task starts for 80 items over 10 kills"

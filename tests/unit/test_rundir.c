@@ -148,6 +148,15 @@ static void test_run_folder_and_id(void **state)
     char want_path[512];
     snprintf(want_path, sizeof want_path, "%s/p1/runs/%s", root, id);
     assert_string_equal(rundir_run_path(rd), want_path);
+    /* the folder appears only when published, with what was written before */
+    assert_false(exists("%s", want_path));
+    assert_true(exists("%s/p1/runs/.%s.new", root, id));
+    json_t *meta = json_pack("{s:s}", "run_id", id);
+    assert_true(rundir_write_json(rd, "meta.json", meta));
+    json_decref(meta);
+    assert_true(rundir_publish(rd, msg, sizeof msg));
+    assert_true(exists("%s/meta.json", want_path));
+    assert_false(exists("%s/p1/runs/.%s.new", root, id));
     struct stat st;
     assert_int_equal(stat(want_path, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
@@ -163,6 +172,7 @@ static void test_run_ids_sort_by_time_and_are_unique(void **state)
     for (int i = 0; i < 60; i++) {
         rundir *rd = open_ok("fast");
         assert_true(rundir_new_run(rd, NULL, msg, sizeof msg));
+        assert_true(rundir_publish(rd, msg, sizeof msg));
         const char *id = rundir_run_id(rd);
         if (strcmp(id, prev) <= 0)
             fail_msg("run %d: id %s does not sort after the previous %s", i, id, prev);
@@ -182,6 +192,7 @@ static void test_named_runs(void **state)
     char msg[512];
     rundir *rd = open_ok("named");
     assert_true(rundir_new_run(rd, "backfill-2026-11", msg, sizeof msg));
+    assert_true(rundir_publish(rd, msg, sizeof msg));
     assert_string_equal(rundir_run_id(rd), "backfill-2026-11");
     assert_true(exists("%s/named/runs/backfill-2026-11", root));
     /* a name is a folder: the same name twice is refused, with a hint */
@@ -191,6 +202,65 @@ static void test_named_runs(void **state)
     assert_false(rundir_new_run(rd, "../escape", msg, sizeof msg));
     assert_false(exists("%s/named/escape", root));
     assert_false(rundir_new_run(rd, ".hidden", msg, sizeof msg));
+    rundir_close(rd);
+}
+
+/* A holder that ends normally empties the lock file; one that dies (here: _exit, as
+ * after a kill -9) leaves its line, and the next holder learns that it died. */
+static void test_holder_died(void **state)
+{
+    (void)state;
+    rundir *rd = open_ok("died");
+    assert_false(rundir_holder_died(rd));
+    rundir_close(rd);
+    rd = open_ok("died");
+    assert_false(rundir_holder_died(rd));
+    rundir_close(rd);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        bool locked;
+        char m[256];
+        _exit(rundir_open(root, "died", -1, &locked, m, sizeof m) ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    rd = open_ok("died");
+    assert_true(rundir_holder_died(rd));
+    rundir_close(rd);
+    rd = open_ok("died");
+    assert_false(rundir_holder_died(rd));
+    rundir_close(rd);
+}
+
+/* A run killed before its folder was published leaves only a hidden .ID.new folder:
+ * no run, and removed by the next prune; one never published is removed at close. */
+static void test_unpublished_runs_are_not_runs(void **state)
+{
+    (void)state;
+    char msg[512];
+    rundir *rd = open_ok("unpub");
+    assert_true(rundir_new_run(rd, "never", msg, sizeof msg));
+    assert_true(exists("%s/unpub/runs/.never.new", root));
+    rundir_close(rd); /* without publishing */
+    assert_false(exists("%s/unpub/runs/.never.new", root));
+    assert_false(exists("%s/unpub/runs/never", root));
+
+    char killed[512];
+    snprintf(killed, sizeof killed, "%s/unpub/runs/.killed.new", root);
+    assert_int_equal(mkdir(killed, 0700), 0);
+    json_t *list = rundir_list(root, "unpub", msg, sizeof msg);
+    assert_non_null(list);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+    rd = open_ok("unpub");
+    assert_true(rundir_new_run(rd, "next", msg, sizeof msg));
+    assert_true(rundir_publish(rd, msg, sizeof msg));
+    rundir_prune(rd, 30, 0);
+    assert_true(rundir_flush(rd, msg, sizeof msg));
+    assert_false(exists("%s", killed));
+    assert_true(exists("%s/unpub/runs/next", root));
     rundir_close(rd);
 }
 
@@ -397,15 +467,18 @@ static void test_atomic_json_write(void **state)
     char msg[512];
     rundir *rd = open_ok("atomic");
     assert_true(rundir_new_run(rd, "r1", msg, sizeof msg));
+    assert_true(rundir_publish(rd, msg, sizeof msg));
     json_t *v1 = json_pack("{s:s,s:i}", "status", "running", "n", 1);
     json_t *v2 = json_pack("{s:s,s:i,s:[i,i]}", "status", "succeeded", "n", 2, "a", 1, 2);
     assert_true(rundir_write_json(rd, "meta.json", v1));
+    assert_true(rundir_flush(rd, msg, sizeof msg)); /* the keeper wrote it */
     char path[512];
     snprintf(path, sizeof path, "%s/meta.json", rundir_run_path(rd));
     json_t *back = json_load_file(path, 0, NULL);
     assert_true(json_equal(back, v1));
     json_decref(back);
     assert_true(rundir_write_json(rd, "meta.json", v2)); /* replaces */
+    assert_true(rundir_flush(rd, msg, sizeof msg));
     back = json_load_file(path, 0, NULL);
     assert_true(json_equal(back, v2));
     json_decref(back);
@@ -426,7 +499,9 @@ static void test_atomic_json_write(void **state)
     snprintf(dir, sizeof dir, "%s", rundir_run_path(rd));
     assert_int_equal(chmod(dir, 0500), 0);
     if (access(dir, W_OK) != 0) { /* root can write anyway */
-        assert_false(rundir_write_json(rd, "meta.json", v1));
+        assert_true(rundir_write_json(rd, "meta.json", v1)); /* queued */
+        assert_false(rundir_flush(rd, msg, sizeof msg));
+        assert_non_null(strstr(msg, "cannot write meta.json"));
         back = json_load_file(path, 0, NULL);
         assert_true(json_equal(back, v2));
         json_decref(back);
@@ -448,6 +523,7 @@ static void make_run(rundir *rd, const char *id, double secs_ago)
     json_t *meta = json_pack("{s:s,s:s}", "run_id", id, "started", started);
     assert_true(rundir_write_json(rd, "meta.json", meta));
     json_decref(meta);
+    assert_true(rundir_publish(rd, msg, sizeof msg));
 }
 
 static void test_prune_keeps_newest_and_never_current(void **state)
@@ -465,7 +541,9 @@ static void test_prune_keeps_newest_and_never_current(void **state)
     char trash[512];
     snprintf(trash, sizeof trash, "%s/prune/runs/.trash-old", root);
     assert_int_equal(mkdir(trash, 0700), 0);
+    char msg[512];
     rundir_prune(rd, 2, 0);
+    assert_true(rundir_flush(rd, msg, sizeof msg));
     assert_true(exists("%s/prune/runs/c", root));
     assert_true(exists("%s/prune/runs/b", root));
     assert_true(exists("%s/prune/runs/current", root));
@@ -486,7 +564,9 @@ static void test_prune_by_age_keeps_younger_runs(void **state)
     make_run(rd, "r1min", 60);
     make_run(rd, "now", 0);
     /* keep 1, but also whatever is younger than 1.5 days */
+    char msg[512];
     rundir_prune(rd, 1, 1.5 * 86400);
+    assert_true(rundir_flush(rd, msg, sizeof msg));
     assert_true(exists("%s/age/runs/now", root));
     assert_true(exists("%s/age/runs/r1min", root));
     assert_true(exists("%s/age/runs/r1hour", root));
@@ -494,6 +574,7 @@ static void test_prune_by_age_keeps_younger_runs(void **state)
     assert_false(exists("%s/age/runs/r3days", root));
     /* keep 0 without an age rule: only the current run stays */
     rundir_prune(rd, 0, 0);
+    assert_true(rundir_flush(rd, msg, sizeof msg));
     assert_true(exists("%s/age/runs/now", root));
     assert_false(exists("%s/age/runs/r1min", root));
     rundir_close(rd);
@@ -515,6 +596,7 @@ static void test_list_find_and_running(void **state)
     make_run(rd, "early", 20);
     json_t *summary = json_pack("{s:s}", "status", "succeeded");
     assert_true(rundir_write_json(rd, "summary.json", summary));
+    assert_true(rundir_flush(rd, msg, sizeof msg));
     json_decref(summary);
     char *root_pl = NULL;
     char *found = rundir_find(root, "late", &root_pl);
@@ -557,6 +639,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_run_ids_sort_by_time_and_are_unique, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_named_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unpublished_runs_are_not_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_holder_died, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_pipeline_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_contention_between_processes, setup,

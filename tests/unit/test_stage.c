@@ -654,6 +654,34 @@ static void test_abort_leaves_nothing(void **state)
     remove_dir(dir);
 }
 
+/* What a killed writer leaves (its temporary file) is removed by stage_remove_partial;
+ * finished staged files and their manifests stay. */
+static void test_remove_partial(void **state)
+{
+    (void)state;
+    char *dir = make_dir();
+    stage_writer *done = open_ab(dir, "kept");
+    put_ab(done, "1", "x");
+    free(finish_ok(done));
+    stage_writer *w = open_ab(dir, "killed");
+    for (int i = 0; i < 30000; i++) /* > 256 KiB: on disk already */
+        put_ab(w, "1", "some text");
+    assert_int_equal(count_entries(dir), 3);
+    assert_int_equal(stage_remove_partial(dir), 1);
+    assert_int_equal(count_entries(dir), 2);
+    char *csv = join(dir, "kept.csv"), *mpath = join(dir, "kept.csv.manifest.json");
+    assert_true(exists(csv));
+    assert_true(exists(mpath));
+    stage_writer_abort(w); /* its file is gone already */
+    assert_int_equal(stage_remove_partial(dir), 0);
+    char *missing = join(dir, "no-such-dir");
+    assert_int_equal(stage_remove_partial(missing), 0);
+    free(missing);
+    free(csv);
+    free(mpath);
+    remove_dir(dir);
+}
+
 static void test_restage_replaces_both(void **state)
 {
     (void)state;
@@ -1448,6 +1476,7 @@ int main(void)
         cmocka_unit_test(test_manifest_content),
         cmocka_unit_test(test_atomic_before_finish),
         cmocka_unit_test(test_abort_leaves_nothing),
+        cmocka_unit_test(test_remove_partial),
         cmocka_unit_test(test_restage_replaces_both),
         cmocka_unit_test(test_name_sanitized),
         cmocka_unit_test(test_dir_created_0700),
