@@ -7,13 +7,16 @@
 # (bench/sched_only, built with -DETL_BUILD_BENCH=ON) without and with checkpoints.
 # Prints two Markdown tables on stdout; progress goes to stderr. Exit 1 when a run failed
 # or gave a wrong output.
+# A third Map runs a Task per item (the exec resource running `true`: real per-item
+# work, about 0.4 ms), with EXEC_RUNS runs each way and without the scheduler-only row.
 # Env: ETLRUN (build/etlrun), SCHED_ONLY (next to ETLRUN: bench/sched_only), ITEMS
-# (10000), RUNS (11), TARGET_PCT (10).
+# (10000), RUNS (11), EXEC_RUNS (3), TARGET_PCT (10).
 set -uo pipefail
 RUNS=${RUNS:-11} # before lib.sh, whose default is 3
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ITEMS=${ITEMS:-10000}
+EXEC_RUNS=${EXEC_RUNS:-3}
 TARGET_PCT=${TARGET_PCT:-10}
 SCHED_ONLY=${SCHED_ONLY:-$(dirname "$ETLRUN")/bench/sched_only}
 for bin in "$ETLRUN" "$SCHED_ONLY"; do
@@ -37,7 +40,14 @@ cat >"$WORK/passwait.json" <<'JSON'
     "Nap": {"Type": "Wait", "Seconds": 0, "End": true}}},
   "End": true}}}
 JSON
+cat >"$WORK/exectrue.json" <<'JSON'
+{"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",
+  "ItemProcessor": {"StartAt": "Work", "States": {
+    "Work": {"Type": "Task", "Resource": "exec", "Command": ["true"], "End": true}}},
+  "End": true}}}
+JSON
 { printf '{"items":['; seq -s, 1 "$ITEMS" | tr -d '\n'; printf ']}\n'; } >"$WORK/input.json"
+echo '{"items":[1,2,3,4,5,6,7,8,9,10]}' >"$WORK/small.json"
 
 # sched_runs PIPELINE: RUNS runs of sched_only each way, alternating which goes first so
 # that a drift of the machine weighs on both; OFF_MS and ON_MS = the medians. Returns 1
@@ -58,16 +68,21 @@ sched_runs() {
 # directory), alternating which goes first; NS_MS and ST_MS = the median walls in ms,
 # NS_KB and ST_KB the median peak RSS; E_FAIL set when a run failed or its output is not
 # [{"v":1},...,{"v":ITEMS}].
-etlrun_once() { # PIPELINE MODE -> W_MS, W_KB
-  local args=() t0 t1 rc
+etlrun_once() { # PIPELINE MODE [INPUT] -> W_MS, W_KB
+  local args=() t0 t1 rc input=${3:-$WORK/input.json} n=$ITEMS want
   [[ $2 == nostate ]] && args=(--no-state)
+  [[ $input == "$WORK/small.json" ]] && n=10
+  if [[ $1 == *exectrue* ]]; then
+    want='length == $n and all(. == null)'
+  else
+    want='length == $n and .[0] == {v: 1} and .[-1] == {v: $n}'
+  fi
   t0=$EPOCHREALTIME
-  /usr/bin/time -f %M -o "$WORK/rss" "$ETLRUN" run "$1" "${args[@]}" --input-file "$WORK/input.json" \
+  /usr/bin/time -f %M -o "$WORK/rss" "$ETLRUN" run "$1" "${args[@]}" --input-file "$input" \
       >"$WORK/out.json" 2>"$WORK/err.txt"
   rc=$?
   t1=$EPOCHREALTIME
-  if [[ $rc != 0 ]] || ! jq -e --argjson n "$ITEMS" \
-      'length == $n and .[0] == {v: 1} and .[-1] == {v: $n}' "$WORK/out.json" >/dev/null; then
+  if [[ $rc != 0 ]] || ! jq -e --argjson n "$n" "$want" "$WORK/out.json" >/dev/null; then
     E_FAIL="etlrun ($2) exited $rc or gave a wrong output (see $WORK/err.txt)"
     KEEP_WORK=1
     return 1
@@ -76,13 +91,14 @@ etlrun_once() { # PIPELINE MODE -> W_MS, W_KB
   W_KB=$(tail -1 "$WORK/rss")
 }
 
-etlrun_pair() {
-  local i m ns=() st=() nk=() sk=()
+etlrun_pair() { # PIPELINE RUNS
+  local i m ns=() st=() nk=() sk=() prefill=$WORK/input.json
   E_FAIL=""
+  [[ $1 == *exectrue* ]] && prefill=$WORK/small.json # 30 runs of 10,000 programs: too long
   for ((i = 0; i < 30; i++)); do # the earlier runs that retention keeps
-    etlrun_once "$1" state || return 1
+    etlrun_once "$1" state "$prefill" || return 1
   done
-  for ((i = 0; i < RUNS; i++)); do
+  for ((i = 0; i < $2; i++)); do
     for m in $( ((i % 2)) && echo state nostate || echo nostate state); do
       etlrun_once "$1" "$m" || return 1
       if [[ $m == state ]]; then st+=("$W_MS"); sk+=("$W_KB"); else ns+=("$W_MS"); nk+=("$W_KB"); fi
@@ -97,13 +113,15 @@ etlrun_pair() {
 STATUS=0
 ROWS=()
 SROWS=()
-for p in pass passwait; do
+for p in pass passwait exectrue; do
+  runs=$RUNS
   case $p in
     pass) what="Pass" ;;
     passwait) what="Pass, Wait 0 s" ;;
+    exectrue) what="Task: exec \`true\`"; runs=$EXEC_RUNS ;;
   esac
-  log "checkpoints: $what, $ITEMS items, etlrun run with and without a state directory ($RUNS runs each)"
-  if etlrun_pair "$WORK/$p.json"; then
+  log "checkpoints: $what, $ITEMS items, etlrun run with and without a state directory ($runs runs each)"
+  if etlrun_pair "$WORK/$p.json" "$runs"; then
     pct=$(awk -v a="$NS_MS" -v b="$ST_MS" 'BEGIN { printf "%+.1f%%", (b - a) / a * 100 }')
     verdict="$(pass_fail "$(awk -v a="$NS_MS" -v b="$ST_MS" 'BEGIN { print (b - a) / a * 100 }')" "x < $TARGET_PCT") (< $TARGET_PCT%)"
     ROWS+=("| $what | $(fmt_int "$ITEMS") | $NS_MS | $ST_MS | $pct | $(fmt_mb "$NS_KB") | $(fmt_mb "$ST_KB") | $verdict |")
@@ -111,6 +129,7 @@ for p in pass passwait; do
     STATUS=1
     ROWS+=("| $what | $(fmt_int "$ITEMS") | FAILED: $E_FAIL | | | | | |")
   fi
+  [[ $p == exectrue ]] && continue # the scheduler-only rows are about the records alone
   log "checkpoints: $what, $ITEMS items, scheduler only ($RUNS runs each way)"
   if ! sched_runs "$WORK/$p.json"; then
     log "checkpoints: sched_only failed: $(cat "$WORK/sched.err")"

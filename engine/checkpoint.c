@@ -24,6 +24,8 @@
 #define BATCH_MS 100.0
 /* queued records that wake an idle writer: it makes their lines while the run goes on */
 #define WAKE_EVERY 128
+/* records the scheduler gathers before it takes the queue's lock */
+#define LOCAL_MAX 64
 
 /* a string literal into a jt_buf, without its NUL */
 #define PUT_LIT(b, lit) jt_put((b), (lit), sizeof(lit) - 1)
@@ -70,6 +72,8 @@ struct ckpt {
     json_t *last_parent; /* scheduler thread: the path last_ref was copied from; held, so
                             that its address cannot come back as another path's */
     pathref *last_ref;  /* scheduler thread: holds one reference while it is last */
+    item local[LOCAL_MAX]; /* scheduler thread only: records not queued yet */
+    size_t nlocal;
     jt_buf batch;       /* writer thread only: lines for the next batch file */
     unsigned seq;       /* writer thread only: next batch number */
     pthread_t thread;
@@ -354,26 +358,24 @@ ckpt *ckpt_open(const char *run_path, char *msg, size_t len)
     return c;
 }
 
-/* Queue a record (scheduler thread): the references become the queue's, and come back
- * to this thread to be dropped, so that a value's count is only ever changed here and a
- * value is freed only after the writer is done reading it. */
-static void push(ckpt *c, item it)
+/* Give the records gathered by push() to the queue (scheduler thread): their
+ * references become the queue's, and come back to this thread to be dropped (see
+ * checkpoint.h), taken here too. */
+static void flush_local(ckpt *c)
 {
     itemvec drop = {0};
+    size_t lost = 0;
     pthread_mutex_lock(&c->mu);
-    if (!push_item(&c->queued, it)) {
-        /* out of memory: this record is lost, and with it the order of what follows */
-        if (!c->failed) {
-            c->failed = true;
-            snprintf(c->err, sizeof c->err, "cannot queue a checkpoint record for %s: out "
-                     "of memory", c->dir);
-        }
-        drop.v = &it;
-        drop.len = 1;
-        pthread_mutex_unlock(&c->mu);
-        drop_refs(&drop);
-        return;
+    for (size_t i = 0; i < c->nlocal; i++)
+        if (!push_item(&c->queued, c->local[i]))
+            c->local[lost++] = c->local[i]; /* out of memory: dropped below */
+    if (lost && !c->failed) {
+        /* a lost record takes the order of what follows with it */
+        c->failed = true;
+        snprintf(c->err, sizeof c->err, "cannot queue a checkpoint record for %s: out of "
+                 "memory", c->dir);
     }
+    c->nlocal = 0;
     if (c->made.len > 0) {
         drop = c->made;
         c->made = (itemvec){0};
@@ -385,6 +387,23 @@ static void push(ckpt *c, item it)
     pthread_mutex_unlock(&c->mu);
     drop_refs(&drop);
     free(drop.v);
+    itemvec gone = {.v = c->local, .len = lost};
+    drop_refs(&gone);
+}
+
+/* Queue a record (scheduler thread), a few at a time: one lock for LOCAL_MAX records.
+ * The scheduler calls ckpt_flush before it waits, so none stays here while it idles. */
+static void push(ckpt *c, item it)
+{
+    c->local[c->nlocal++] = it;
+    if (c->nlocal == LOCAL_MAX)
+        flush_local(c);
+}
+
+void ckpt_flush(ckpt *c)
+{
+    if (c->nlocal)
+        flush_local(c);
 }
 
 void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
@@ -429,6 +448,7 @@ void ckpt_stop(ckpt *c)
 {
     if (!c)
         return;
+    ckpt_flush(c);
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
     pthread_cond_signal(&c->cv);

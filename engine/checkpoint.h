@@ -46,9 +46,12 @@ void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
 /* Queue an "at" or a "fail" record of the frame at path (scheduler thread). */
 typedef enum { CKPT_AT, CKPT_FAIL } ckpt_kind;
 void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t *input);
+/* Queue the records gathered so far (the scheduler thread gathers a few before it takes
+ * the queue's lock): the scheduler calls it before it waits for work. */
+void ckpt_flush(ckpt *c);
 /* Ask the writer to write what is queued and stop, without waiting (the end of a run
  * goes on meanwhile); ckpt_close then waits. */
-void ckpt_stop(ckpt *c);
+void ckpt_stop(ckpt *c); /* the scheduler's thread, after sched_run */
 /* Write what is queued and stop the writer; drops the references of the records (on
  * the scheduler's thread, after the writer ended). Returns false when any batch could not be
  * written (the message says why); frees c. */

@@ -1231,6 +1231,8 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
         /* Nobody drains wake_fd (the signal handler's owner does, if anyone): once the
          * signal has been taken, stop polling it, or it stays readable and this loop
          * spins while cancelled work winds down (up to exec's TERM -> KILL grace). */
+        if (opt->ckpt)
+            ckpt_flush(opt->ckpt); /* no record waits in the scheduler while it idles */
         int pr = ppoll(pfd, opt->wake_fd >= 0 && !out->signal ? 2 : 1, ptmo, NULL);
         if (pr < 0 && errno != EINTR)
             break;
