@@ -79,6 +79,8 @@ static const char usage_text[] =
     "                       summary.json), no resume; staging in a temporary folder\n"
     "  --wait-lock SECONDS  when another run of the pipeline holds its lock, wait up to\n"
     "                       SECONDS for it instead of exiting 75 at once\n"
+    "  --stop-timeout SECONDS  after SIGINT/SIGTERM, wait at most SECONDS (default 60;\n"
+    "                       0: no limit) for in-flight work to stop, then exit anyway\n"
     "  --strict             exit 3 when the run succeeded but errors were caught\n"
     "  --log-format FORMAT  text (default) or json (one JSON object per line)\n"
     "  --log-file FILE      also append every log line to FILE\n"
@@ -106,6 +108,22 @@ static const char usage_text[] =
 
 static volatile sig_atomic_t got_signal;
 static int wake_pipe[2] = {-1, -1};
+static unsigned stop_timeout_s;         /* --stop-timeout; 0: wait for in-flight work */
+static char stop_msg[2][160];           /* made before any signal: the handler only writes */
+
+/* SIGALRM, armed by the first SIGINT/SIGTERM: the work in flight did not stop in time
+ * (a plugin that ignores cancellation, a server that does not answer). Exit as a second
+ * Ctrl-C does; open transactions die with their connections, and the run has no
+ * summary, so it reads as killed, and a resume redoes what was not finished. */
+static void on_stop_timeout(int sig)
+{
+    (void)sig;
+    const char *m = stop_msg[got_signal == SIGINT ? 0 : 1];
+    ssize_t n = write(STDERR_FILENO, m, strlen(m));
+    (void)n;
+    exec_kill_all();
+    _exit(got_signal == SIGINT ? EXIT_SIGINT : EXIT_SIGTERM);
+}
 
 static void on_signal(int sig)
 {
@@ -114,6 +132,8 @@ static void on_signal(int sig)
         exec_kill_all();
         _exit(EXIT_SIGINT);
     }
+    if (!got_signal && stop_timeout_s)
+        alarm(stop_timeout_s);
     got_signal = sig;
     int saved = errno;
     ssize_t n = write(wake_pipe[1], "x", 1);
@@ -145,6 +165,7 @@ typedef struct run_args {
     const char *ledger_key; /* ledger --key */
     int ledger_limit;       /* ledger --limit */
     double wait_lock;       /* < 0: fail at once when locked */
+    unsigned stop_timeout;  /* --stop-timeout: seconds; 0 = no limit */
     bool strict, quiet, verbose, show_history;
     bool no_state;          /* --no-state */
     log_format log_format;
@@ -718,7 +739,6 @@ static int cmd_run(const char *file, const run_args *a)
         rundir_prune(rd, pl->keep_runs, pl->keep_days * 86400);
     }
 
-
     if (run_path) {
         run_hist = open_run_history(run_path, a->resume != NULL);
         if (!run_hist) {
@@ -736,6 +756,16 @@ static int cmd_run(const char *file, const run_args *a)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    stop_timeout_s = a->stop_timeout;
+    for (int i = 0; i < 2; i++)
+        snprintf(stop_msg[i], sizeof stop_msg[i],
+                 "etlrun: in-flight work did not stop within %u s of %s; exiting anyway "
+                 "(a resume redoes what was not finished)\n",
+                 stop_timeout_s, i == 0 ? "SIGINT" : "SIGTERM");
+    struct sigaction st = {0};
+    st.sa_handler = on_stop_timeout;
+    sigemptyset(&st.sa_mask);
+    sigaction(SIGALRM, &st, NULL);
 
     const char *notify_url = a->notify_url ? a->notify_url : pl->notify_url;
     double notify_timeout = pl->notify_timeout_s > 0 ? pl->notify_timeout_s : 10;
@@ -798,17 +828,14 @@ static int cmd_run(const char *file, const run_args *a)
 
     int caught = report_errors_caught(rep);
     char end_line[sizeof out.err.cause + sizeof out.err.name + 64] = "";
+    bool print_output = false;
     if (out.signal) {
         snprintf(end_line, sizeof end_line, "interrupted by %s; in-flight work was cancelled",
                  out.signal == SIGINT ? "SIGINT" : "SIGTERM");
         rc = out.signal == SIGINT ? EXIT_SIGINT : EXIT_SIGTERM;
     } else if (out.status == ETL_OK) {
-        if (jsontext_dumpf(out.output, stdout) != 0 || fputc('\n', stdout) == EOF ||
-            fflush(stdout) != 0) {
-            snprintf(end_line, sizeof end_line, "cannot write the output: %s",
-                     strerror(errno));
-            rc = EXIT_FAILED;
-        } else if (!hist_ok) {
+        print_output = true;
+        if (!hist_ok) {
             rc = EXIT_FAILED;
         } else if (a->strict && caught > 0) {
             snprintf(end_line, sizeof end_line,
@@ -827,15 +854,29 @@ static int cmd_run(const char *file, const run_args *a)
     summary = report_summary(rep, pl->name, run_id, &out);
     if (summary)
         json_object_set_new(summary, "exit_code", json_integer(rc));
-    if (rd && (!summary || !rundir_write_json(rd, "summary.json", summary)))
-        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
     if (a->summary && (!summary || !write_summary_file(a->summary, summary))) {
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write --summary %s: %s", a->summary,
                 strerror(errno));
-        if (rc == EXIT_OK)
+        if (rc == EXIT_OK) {
             rc = EXIT_FAILED;
+            json_object_set_new(summary, "exit_code", json_integer(rc));
+        }
     }
-
+    /* written by rundir's keeper while the output is printed */
+    if (rd && (!summary || !rundir_write_json(rd, "summary.json", summary)))
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
+    if (print_output && (jsontext_dumpf(out.output, stdout) != 0 ||
+                         fputc('\n', stdout) == EOF || fflush(stdout) != 0)) {
+        snprintf(end_line, sizeof end_line, "cannot write the output: %s", strerror(errno));
+        rc = EXIT_FAILED;
+        if (summary) {
+            /* the keeper writes this one after the first: it replaces it */
+            json_object_set_new(summary, "exit_code", json_integer(rc));
+            if (rd && !rundir_write_json(rd, "summary.json", summary))
+                log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json",
+                        run_path);
+        }
+    }
 
     bool ckpt_ok = ckpt_close(cp, msg, sizeof msg);
     cp = NULL;
@@ -857,7 +898,7 @@ static int cmd_run(const char *file, const run_args *a)
         report_print(summary, stderr, isatty(STDERR_FILENO) && !(nc && *nc));
         fflush(stderr);
     }
-    /* summary.json and meta.json were written by rundir's keeper meanwhile */
+    /* summary.json was written by rundir's keeper meanwhile */
     if (rd && !rundir_flush(rd, msg, sizeof msg))
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s", msg);
     if (end_line[0])
@@ -1110,7 +1151,8 @@ out:
 enum { OPT_INPUT = 256, OPT_INPUT_FILE, OPT_JOBS, OPT_HISTORY, OPT_NAME, OPT_VERSION,
        OPT_STAGE_DIR, OPT_STATE_DIR, OPT_WAIT_LOCK, OPT_STRICT, OPT_LOG_FORMAT,
        OPT_LOG_FILE, OPT_QUIET, OPT_VERBOSE, OPT_SUMMARY, OPT_NOTIFY_URL, OPT_ENV_FILE,
-       OPT_SHOW_HISTORY, OPT_RESUME, OPT_KEY, OPT_LIMIT, OPT_NO_STATE };
+       OPT_SHOW_HISTORY, OPT_RESUME, OPT_KEY, OPT_LIMIT, OPT_NO_STATE,
+       OPT_STOP_TIMEOUT };
 
 static const struct option longopts[] = {
     {"input", required_argument, NULL, OPT_INPUT},
@@ -1132,6 +1174,7 @@ static const struct option longopts[] = {
     {"show-history", no_argument, NULL, OPT_SHOW_HISTORY}, /* show's --history, see below */
     {"resume", required_argument, NULL, OPT_RESUME},
     {"no-state", no_argument, NULL, OPT_NO_STATE},
+    {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
     {"key", required_argument, NULL, OPT_KEY},
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"help", no_argument, NULL, 'h'},
@@ -1176,7 +1219,7 @@ int main(int argc, char **argv)
     /* a full file-size limit (ulimit -f) must be an error (EFBIG) we report, not a
      * signal that kills the run with a half-written staged file */
     signal(SIGXFSZ, SIG_IGN);
-    run_args a = {.wait_lock = -1};
+    run_args a = {.wait_lock = -1, .stop_timeout = 60};
     int c;
     rewrite_show_history(argc, argv);
     opterr = 0; /* our own messages, prefixed "etlrun:" */
@@ -1225,6 +1268,16 @@ int main(int argc, char **argv)
                 return usage_error("--wait-lock must be a number of seconds from 0 to 604800, "
                                    "not '%s'", optarg);
             a.wait_lock = s;
+            a.used |= OPTS_RUN;
+            break;
+        }
+        case OPT_STOP_TIMEOUT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end || v < 0 || v > 86400)
+                return usage_error("--stop-timeout must be a whole number of seconds from 0 "
+                                   "to 86400, not '%s'", optarg);
+            a.stop_timeout = (unsigned)v;
             a.used |= OPTS_RUN;
             break;
         }

@@ -4,6 +4,7 @@
  *   connection settings {url: required string}; open/close count live connections;
  *   tp.echo   returns its Parameters;
  *   tp.sleep  (needs a connection) sleeps Parameters.ms, checking cancellation;
+ *   tp.stubborn sleeps Parameters.ms and ignores cancellation (a plugin that hangs);
  *   tp.peak   returns the most connections that were open at once. */
 #include <etlrun/connector.h>
 #include <pthread.h>
@@ -78,6 +79,19 @@ static etl_status sleep_ms(const etl_host *h, etl_task *t, etl_conn *c, const et
     return ETL_OK;
 }
 
+static etl_status stubborn(const etl_host *h, etl_task *t, etl_conn *c, const etl_json *p,
+                           etl_json **out, etl_error *err)
+{
+    (void)t, (void)c, (void)err;
+    int64_t ms = 0;
+    h->json_int(h->json_get(p, "ms"), &ms);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    *out = h->json_new_int(ms);
+    return ETL_OK;
+}
+
 static etl_status peak(const etl_host *h, etl_task *t, etl_conn *c, const etl_json *p,
                        etl_json **out, etl_error *err)
 {
@@ -106,6 +120,8 @@ static const etl_action actions[] = {
     {sizeof(etl_action), "sleep", "sleep ms milliseconds", ETL_ACTION_NEEDS_CONNECTION, NULL,
      sleep_ms},
     {sizeof(etl_action), "peak", "most connections open at once", 0, NULL, peak},
+    {sizeof(etl_action), "stubborn", "sleep ms milliseconds, ignoring cancellation", 0, NULL,
+     stubborn},
     {0, NULL, NULL, 0, NULL, NULL},
 };
 
