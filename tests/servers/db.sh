@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL and MariaDB servers for tests, demos and benchmarks.
 #
-#   tests/servers/db.sh start DIR   start both in DIR (created), on 127.0.0.1 and unix
+#   tests/servers/db.sh start DIR [--tls]
+#                                   start both in DIR (created), on 127.0.0.1 and unix
 #                                   sockets in DIR; writes DIR/env (shell assignments)
 #   tests/servers/db.sh stop DIR    stop both and remove DIR
 #   tests/servers/db.sh env DIR     print DIR/env
@@ -11,15 +12,26 @@
 # removes it. As root, the servers run as the 'postgres' and 'mysql' system users (the
 # Debian packages create them); otherwise as the calling user.
 #
+# With --tls, both servers offer TLS and still accept plain connections (without it they
+# have no TLS: the ctest fixture, the demo and the benchmarks). At start a throwaway CA
+# (DIR/tls/ca.pem) signs one server certificate (CN=localhost, subjectAltName DNS:localhost
+# and IP:127.0.0.1, valid 7 days); each server gets its own copy of the key, readable only
+# by the server's user. The CAs' own keys are deleted at once: nothing else is ever signed.
+#
 # DIR/env defines, for the tests:
 #   ETL_PG_HOST ETL_PG_PORT ETL_PG_SOCKET ETL_PG_USER ETL_PG_DB ETL_PG_PASSWORD
 #   ETL_MY_HOST ETL_MY_PORT ETL_MY_SOCKET ETL_MY_USER ETL_MY_DB ETL_MY_PASSWORD
 #   ETL_PG_URL ETL_MY_URL (no passwords in them)
+#   ETL_TLS_CA        (--tls) the CA file that signed both servers' certificate
+#   ETL_TLS_OTHER_CA  (--tls) an unrelated CA file (did not sign it): verification against
+#                     it fails
 set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|env DIR" >&2; exit 2; }
+tls=0
+case ${3:-} in --tls) tls=1 ;; "") ;; *) echo "usage: $0 start DIR [--tls] | stop|env DIR" >&2; exit 2 ;; esac
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start DIR [--tls] | stop|env DIR" >&2; exit 2; }
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 pw=etl-test-pw   # test-only credentials for throwaway servers on loopback
@@ -39,11 +51,53 @@ as_user() { # as_user USER CMD...
   if [ "$(id -u)" -eq 0 ]; then runuser -u "$u" -- "$@"; else "$@"; fi
 }
 
+# make_tls: DIR/tls/{ca,other-ca,server}.pem and server.key (copied into each server's
+# directory by tls_files, then removed). EC P-256 keys: quick to make, accepted by both.
+make_tls() {
+  local t=$dir/tls
+  mkdir -p "$t"
+  chmod 755 "$t"
+  (
+    umask 077
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+      -subj "/CN=etlrun test CA" -keyout "$t/ca.key" -out "$t/ca.pem" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+      -subj "/CN=etlrun unrelated test CA" -keyout "$t/other-ca.key" -out "$t/other-ca.pem" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/CN=localhost" -keyout "$t/server.key" -out "$t/server.csr"
+    cat >"$t/server.ext" <<EOF
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+EOF
+    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -set_serial 1 \
+      -days 7 -extfile "$t/server.ext" -out "$t/server.pem"
+  ) >"$t/openssl.log" 2>&1 || { cat "$t/openssl.log" >&2; exit 1; }
+  rm -f "$t/ca.key" "$t/other-ca.key" "$t/server.csr" "$t/server.ext" "$t/openssl.log"
+  chmod 644 "$t/ca.pem" "$t/other-ca.pem" "$t/server.pem"
+  {
+    echo "ETL_TLS_CA=$t/ca.pem"
+    echo "ETL_TLS_OTHER_CA=$t/other-ca.pem"
+  } >>"$dir/env"
+}
+
+# tls_files D: the certificate and a private copy of the key into D, for the server that
+# D belongs to (its user gets them through the chown of D that follows).
+tls_files() {
+  [ "$tls" = 1 ] || return 0
+  install -m 644 "$dir/tls/server.pem" "$1/server.pem"
+  install -m 600 "$dir/tls/server.key" "$1/server.key"
+}
+
 start_pg() {
   local d=$dir/pg port
   port=$(free_port)
   mkdir -p "$d"
   echo "$pw" >"$d/pwfile"
+  tls_files "$d"
   [ "$(id -u)" -eq 0 ] && chown -R postgres: "$d"
   as_user postgres "$pgbin/initdb" -D "$d/data" -U etl --auth=scram-sha-256 \
     --pwfile="$d/pwfile" -E UTF8 --locale=C.UTF-8 >"$d/initdb.log" 2>&1 ||
@@ -53,6 +107,7 @@ start_pg() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$d'
+$(if [ "$tls" = 1 ]; then printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'" "$d/server.pem" "$d/server.key"; fi)
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -80,6 +135,7 @@ start_my() {
   local d=$dir/my port
   port=$(free_port)
   mkdir -p "$d/data" "$d/tmp"
+  tls_files "$d"
   local user; user=$(id -un)
   [ "$(id -u)" -eq 0 ] && { chown -R mysql: "$d"; user=mysql; }
   cat >"$d/my.cnf" <<EOF
@@ -101,6 +157,7 @@ max_connections=300
 log-error=$d/error.log
 character-set-server=utf8mb4
 collation-server=utf8mb4_bin
+$(if [ "$tls" = 1 ]; then printf "ssl-ca=%s\nssl-cert=%s\nssl-key=%s" "$dir/tls/ca.pem" "$d/server.pem" "$d/server.key"; fi)
 EOF
   mariadb-install-db --defaults-file="$d/my.cnf" --auth-root-authentication-method=normal \
     --skip-test-db >"$d/install.log" 2>&1 || { cat "$d/install.log" >&2; exit 1; }
@@ -147,12 +204,14 @@ case $cmd in
     chmod 755 "$dir"
     : >"$dir/env"
     trap 'stop_all' ERR
+    if [ "$tls" = 1 ]; then make_tls; fi
     start_pg
     start_my
+    rm -f "$dir/tls/server.key"   # the servers have their own copies (--tls)
     trap - ERR
-    echo "db: PostgreSQL and MariaDB running on 127.0.0.1; settings in $dir/env" >&2
+    echo "db: PostgreSQL and MariaDB running on 127.0.0.1$(if [ "$tls" = 1 ]; then echo " (TLS offered)"; fi); settings in $dir/env" >&2
     ;;
   stop) stop_all ;;
   env) cat "$dir/env" ;;
-  *) echo "usage: $0 start|stop|env DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR [--tls] | stop|env DIR" >&2; exit 2 ;;
 esac
