@@ -393,7 +393,8 @@ static void observe(void *arg, const json_t *event)
 {
     observer *o = arg;
     report_observe(o->rep, event);
-    if (o->hist && !o->failed && (jsontext_dumpf(event, o->hist) != 0 || fputc('\n', o->hist) == EOF))
+    if (o->hist && !o->failed &&
+        (jsontext_dumpf(event, o->hist) != 0 || fputc('\n', o->hist) == EOF))
         o->failed = true;
 }
 
@@ -683,10 +684,12 @@ static int cmd_run(const char *file, const run_args *a)
                 snprintf(stage, n, "%s/stage", run_path);
         } else {
             const char *tmpdir = getenv("TMPDIR");
-            size_t n = strlen(tmpdir && *tmpdir ? tmpdir : "/tmp") + 32;
+            if (!tmpdir || !*tmpdir)
+                tmpdir = "/tmp";
+            size_t n = strlen(tmpdir) + 32;
             stage = malloc(n);
             if (stage) {
-                snprintf(stage, n, "%s/etlrun-stage-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+                snprintf(stage, n, "%s/etlrun-stage-XXXXXX", tmpdir);
                 if (!mkdtemp(stage)) {
                     final_line("cannot create a staging folder %s: %s", stage,
                                strerror(errno));

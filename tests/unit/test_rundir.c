@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,21 @@
 #include "timestamp.h"
 
 static char root[256];
+
+/* renameat2 as on a filesystem without RENAME_NOREPLACE (EINVAL), while no_noreplace is
+ * set: this definition in the test program wins over libc's for the engine's calls. */
+static bool no_noreplace;
+static int refused; /* how many times it said EINVAL */
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    if (no_noreplace && (flags & RENAME_NOREPLACE)) {
+        refused++;
+        errno = EINVAL;
+        return -1;
+    }
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
 
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -203,6 +219,30 @@ static void test_named_runs(void **state)
     assert_false(exists("%s/named/escape", root));
     assert_false(rundir_new_run(rd, ".hidden", msg, sizeof msg));
     rundir_close(rd);
+}
+
+/* Where the filesystem has no RENAME_NOREPLACE, a run folder is published with rename:
+ * the same result, and a folder of the same name is still never replaced. */
+static void test_publish_without_noreplace(void **state)
+{
+    (void)state;
+    char msg[512];
+    no_noreplace = true;
+    rundir *rd = open_ok("plainfs");
+    assert_true(rundir_new_run(rd, "one", msg, sizeof msg));
+    assert_true(rundir_publish(rd, msg, sizeof msg));
+    assert_true(exists("%s/plainfs/runs/one", root));
+    assert_false(exists("%s/plainfs/runs/.one.new", root));
+    /* a folder of that name appearing meanwhile is not replaced */
+    assert_true(rundir_new_run(rd, "two", msg, sizeof msg));
+    char two[512];
+    snprintf(two, sizeof two, "%s/plainfs/runs/two", root);
+    assert_int_equal(mkdir(two, 0700), 0);
+    assert_false(rundir_publish(rd, msg, sizeof msg));
+    assert_non_null(strstr(msg, "File exists"));
+    assert_int_equal(refused, 2); /* both went through the fallback */
+    rundir_close(rd);
+    no_noreplace = false;
 }
 
 /* A holder that ends normally empties the lock file; one that dies (here: _exit, as
@@ -641,6 +681,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_named_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unpublished_runs_are_not_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_holder_died, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_without_noreplace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_pipeline_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_contention_between_processes, setup,
