@@ -969,6 +969,8 @@ static void handle_completion(run *r, work *w)
     if (history_on(r)) {
         json_t *d = w->status == ETL_OK ? json_pack("{s:O}", "output", w->result)
                                         : error_details(&w->err);
+        if (w->status != ETL_OK) /* whether trying again may help, as the task said */
+            json_object_set_new(d, "transient", json_boolean(w->err.transient));
         int64_t started = atomic_load(&w->started_ns);
         if (started)
             json_object_set_new(d, "durationMs",

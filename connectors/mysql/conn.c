@@ -431,8 +431,10 @@ static bool connect_with(MYSQL *m, const myc_settings *s, bool local_infile, uns
 static etl_status connect_fail(const etl_host *h, const myc_settings *s, unsigned e,
                                const char *msg, etl_error *err)
 {
-    /* wrong credentials or a missing database: a retry cannot help */
-    bool transient = !(e == 1044 || e == 1045 || e == 1049 || e == 1698);
+    /* wrong credentials, a missing database or a server certificate that does not verify
+     * (a TLS error, 2026, about the certificate): a retry cannot help */
+    bool transient = !(e == 1044 || e == 1045 || e == 1049 || e == 1698 ||
+                       (e == 2026 && strstr(msg, "certificate")));
     return h->fail(err, ETL_ECONNECT, "Etl.ConnectionFailed", transient,
                    "cannot connect to MySQL %s: %s (error %u)%s", s->label, msg, e,
                    e == 1045 ? "; check the user and password_env/password_file" : "");

@@ -118,11 +118,14 @@ static etl_status connect_fail(const etl_host *h, PGconn *pg, const char *passwo
     const char *raw = PQerrorMessage(pg);
     verbose_sqlstate(raw, state);
     one_line(raw, password, msg, sizeof msg);
-    /* authentication (28xxx), a missing database (3D000) or a missing password will not
-     * get better by retrying; refused, reset, timeouts, TLS and too many clients may */
+    /* authentication (28xxx), a missing database (3D000), a missing password or a server
+     * certificate that does not verify will not get better by retrying; refused, reset,
+     * timeouts, other TLS failures and too many clients may */
     bool auth = strncmp(state, "28", 2) == 0 || strcmp(state, "3D000") == 0 ||
                 strstr(raw, "no password supplied") || strstr(raw, "SCRAM authentication");
-    return h->fail(err, ETL_ECONNECT, "Etl.ConnectionFailed", !auth,
+    bool cert = strstr(raw, "certificate verify failed") ||
+                strstr(raw, "does not match host name") || strstr(raw, "root certificate file");
+    return h->fail(err, ETL_ECONNECT, "Etl.ConnectionFailed", !auth && !cert,
                    "cannot connect to postgres as %s: %s", label, msg);
 }
 

@@ -220,6 +220,10 @@ it_run pg_other_run "$IT_WORK/pg_other.yaml"
 it_expect_eq "pg_other_run: exit status" "$RC" 1
 grep -qF "Etl.ConnectionFailed: cannot connect to postgres as $pg_label" "$IT_WORK/pg_other_run.err" ||
   it_fail "pg_other_run: stderr does not name Etl.ConnectionFailed and $pg_label: $(head -c 800 "$IT_WORK/pg_other_run.err")"
+# a certificate that does not verify is no transient failure: the history says so
+jq -se 'map(select(.type == "TaskFailed")) | length >= 1 and all(.transient == false)' \
+  "$IT_WORK/pg_other_run.history" >/dev/null ||
+  it_fail "pg_other_run: TaskFailed is not marked transient false: $(grep TaskFailed "$IT_WORK/pg_other_run.history" | head -c 800)"
 
 log "mysql verify_identity / verify_ca with an unrelated CA fail; postgres still connects"
 for mode in verify_identity verify_ca; do
@@ -233,6 +237,9 @@ it_run my_other_run "$IT_WORK/my_other_verify_identity.yaml"
 it_expect_eq "my_other_run: exit status" "$RC" 1
 grep -qF "Etl.ConnectionFailed: cannot connect to MySQL $my_label" "$IT_WORK/my_other_run.err" ||
   it_fail "my_other_run: stderr does not name Etl.ConnectionFailed and $my_label: $(head -c 800 "$IT_WORK/my_other_run.err")"
+jq -se 'map(select(.type == "TaskFailed")) | length >= 1 and all(.transient == false)' \
+  "$IT_WORK/my_other_run.history" >/dev/null ||
+  it_fail "my_other_run: TaskFailed is not marked transient false: $(grep TaskFailed "$IT_WORK/my_other_run.history" | head -c 800)"
 
 # The host name is checked too: a name for 127.0.0.1 that the certificate does not carry
 # (this machine's own, when /etc/hosts maps it there) passes verify-ca but not verify-full;
