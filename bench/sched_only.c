@@ -1,11 +1,12 @@
 /* bench/sched_only.c: one pipeline through the scheduler alone, without or with
  * checkpoints, to measure what checkpoints cost (bench/checkpoints.sh drives it).
  *
- *   sched_only off|on PIPELINE INPUT.json TMPDIR
+ *   sched_only off|on|all PIPELINE INPUT.json TMPDIR
  *
  * Runs the pipeline once and prints the wall time of the run in milliseconds on stdout.
- * "on" includes ckpt_open and ckpt_close (the last batch written and fsynced), as in
- * `etlrun run`; its checkpoint folder is made in TMPDIR and removed after the run,
+ * "on" includes ckpt_open and ckpt_close as `etlrun run` does them after a run that
+ * succeeded (records not yet in a batch are dropped); "all" writes and fsyncs them as a
+ * last batch, as after a run that failed. Their checkpoint folder is made in TMPDIR and removed after the run,
  * outside the timed part. One run per process: runs in one process would share the
  * allocator's state, and the records of an "on" run change what the next run pays for
  * memory. The run must succeed with an array output as long as the input's "items";
@@ -51,13 +52,13 @@ static void remove_run_dir(const char *dir)
 }
 
 /* One timed run; false (with a message on stderr) when it did not produce the output. */
-static bool one_run(const pipeline *pl, json_t *input, bool with_ckpt, const char *tmp,
+static bool one_run(const pipeline *pl, json_t *input, const char *mode, const char *tmp,
                     double *out_ms)
 {
     char run_dir[PATH_MAX], msg[1024];
     ckpt *cp = NULL;
     sched_outcome out = {0};
-    bool ok = false;
+    bool ok = false, with_ckpt = strcmp(mode, "off") != 0;
     snprintf(run_dir, sizeof run_dir, "%s/run.XXXXXX", tmp);
     if (with_ckpt && !mkdtemp(run_dir)) {
         perror("sched_only: mkdtemp");
@@ -70,6 +71,7 @@ static bool one_run(const pipeline *pl, json_t *input, bool with_ckpt, const cha
     }
     sched_options opt = {.jobs = 8, .wake_fd = -1, .name = "bench", .ckpt = cp};
     sched_run(pl, input, &opt, &out);
+    ckpt_end(cp, strcmp(mode, "all") == 0 || out.status != ETL_OK);
     bool ckpt_ok = ckpt_close(cp, msg, sizeof msg);
     cp = NULL;
     *out_ms = now_ms() - t0;
@@ -97,8 +99,9 @@ out:
 
 int main(int argc, char **argv)
 {
-    if (argc != 5 || (strcmp(argv[1], "off") != 0 && strcmp(argv[1], "on") != 0)) {
-        fprintf(stderr, "usage: sched_only off|on PIPELINE INPUT.json TMPDIR\n");
+    if (argc != 5 || (strcmp(argv[1], "off") != 0 && strcmp(argv[1], "on") != 0 &&
+                      strcmp(argv[1], "all") != 0)) {
+        fprintf(stderr, "usage: sched_only off|on|all PIPELINE INPUT.json TMPDIR\n");
         return 2;
     }
     int rc = 1;
@@ -116,7 +119,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sched_only: %s: %s\n", argv[3], je.text);
         goto out;
     }
-    if (!one_run(pl, input, strcmp(argv[1], "on") == 0, argv[4], &ms))
+    if (!one_run(pl, input, argv[1], argv[4], &ms))
         goto out;
     printf("%.3f\n", ms);
     rc = 0;

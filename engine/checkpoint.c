@@ -19,11 +19,11 @@
 /* A batch file every 100 ms while records come: what a kill -9 can lose at most. Not
  * more often: each batch costs two fsyncs, whose kernel work competes with the run for
  * the CPU (on a 2-core VM, a 10,000-item Map of Pass written in 1 ms batches spent more
- * CPU in the kernel than in the run). The lines are made as records come, so the last
- * batch is only written and fsynced at the end, while the run's end is written. */
+ * CPU in the kernel than in the run). Records wait as references until their batch is
+ * due, and the writer makes their lines then, in one go: waking it for every few
+ * records cost the scheduler more (context switches, and the values' cache lines going
+ * back and forth between the cores) than the lines themselves. */
 #define BATCH_MS 100.0
-/* queued records that wake an idle writer: it makes their lines while the run goes on */
-#define WAKE_EVERY 128
 /* records the scheduler gathers before it takes the queue's lock */
 #define LOCAL_MAX 64
 
@@ -63,9 +63,10 @@ struct ckpt {
     itemvec queued;     /* guarded by mu: records for the writer */
     itemvec made;       /* guarded by mu: records the writer has made lines of, whose
                            references the scheduler thread drops (see ckpt_done) */
-    size_t lines;       /* guarded by mu: bytes of lines not yet in a batch file */
-    bool writer_idle;   /* guarded by mu */
+    bool writer_asleep; /* guarded by mu: waiting with no record queued, no deadline */
     bool stopping;      /* guarded by mu */
+    bool write_rest;    /* guarded by mu: at the stop, the queued records are written
+                           (else dropped: see ckpt_end) */
     bool failed;        /* guarded by mu */
     char err[PATH_MAX + 256]; /* guarded by mu */
     double opened;      /* ms, CLOCK_MONOTONIC: the first batch is due 100 ms after */
@@ -74,7 +75,7 @@ struct ckpt {
     pathref *last_ref;  /* scheduler thread: holds one reference while it is last */
     item local[LOCAL_MAX]; /* scheduler thread only: records not queued yet */
     size_t nlocal;
-    jt_buf batch;       /* writer thread only: lines for the next batch file */
+    jt_buf batch;       /* writer thread only: the lines of the batch being written */
     unsigned seq;       /* writer thread only: next batch number */
     pthread_t thread;
 };
@@ -233,17 +234,31 @@ static void wait_until(ckpt *c, double ms)
     pthread_cond_timedwait(&c->cv, &c->mu, &ts);
 }
 
-/* Append what is queued to the batch's lines, then hand the records back for their
- * references to be dropped. Called and returns with c->mu held. */
-static void make_lines(ckpt *c)
+/* Make the lines of what is queued and write them as the next batch file, then hand the
+ * records back for their references to be dropped. Called and returns with c->mu held.
+ * After a failure nothing more is written: the batch files must stay a prefix of the
+ * run's records (a hole could hide the "at" that makes earlier children stale). */
+static void write_queued(ckpt *c)
 {
     itemvec got = c->queued;
     c->queued = (itemvec){0};
+    bool failed = c->failed;
     pthread_mutex_unlock(&c->mu);
-    size_t before = c->batch.len;
-    put_records(&c->batch, &got);
+    int rc = 0, e = 0;
+    if (!failed) {
+        c->batch.len = 0;
+        c->batch.oom = false;
+        put_records(&c->batch, &got);
+        /* a batch whose lines ran out of memory is a failure to write, not nothing */
+        rc = c->batch.oom ? (errno = ENOMEM, -1) : write_batch(c, c->batch.p, c->batch.len);
+        e = errno;
+    }
     pthread_mutex_lock(&c->mu);
-    c->lines += c->batch.len - before;
+    if (rc != 0 && !c->failed) {
+        c->failed = true;
+        snprintf(c->err, sizeof c->err, "cannot write a checkpoint in %s: %s", c->dir,
+                 strerror(e));
+    }
     /* back to the scheduler: appended to what it has not dropped yet */
     if (c->made.len == 0 && !c->made.v) {
         c->made = got;
@@ -261,48 +276,26 @@ static void *writer(void *arg)
 {
     pthread_setname_np(pthread_self(), "etlrun-ckpt"); /* for top -H, perf, gdb */
     ckpt *c = arg;
-    double last = c->opened;
+    double last = c->opened; /* when the last batch was written */
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        if (c->queued.len > 0)
-            make_lines(c);
-        double now = mono_ms(), gap = BATCH_MS;
-        bool stopping = c->stopping;
-        /* a batch whose lines ran out of memory is a failure to write, not nothing */
-        bool pending = c->lines > 0 || c->batch.oom;
-        if (pending && (stopping || now >= last + gap)) {
-            /* the queue may have grown meanwhile: a batch ends at a record's end either
-             * way, and what came later goes into the next one. After a failure nothing
-             * more is written: the batch files must stay a prefix of the run's records
-             * (a hole could hide the "at" that makes earlier children stale) */
-            bool failed = c->failed;
-            c->lines = 0;
-            pthread_mutex_unlock(&c->mu);
-            int rc = failed ? 0
-                     : c->batch.oom ? (errno = ENOMEM, -1)
-                                    : write_batch(c, c->batch.p, c->batch.len);
-            int e = errno;
-            c->batch.len = 0;
-            c->batch.oom = false;
+        if (c->stopping && !c->write_rest)
+            break; /* ckpt_close drops what is queued */
+        if (c->queued.len > 0 && (c->stopping || mono_ms() >= last + BATCH_MS)) {
+            /* the queue may grow meanwhile: what comes later goes into the next batch */
+            write_queued(c);
             last = mono_ms();
-            pthread_mutex_lock(&c->mu);
-            if (rc != 0 && !c->failed) {
-                c->failed = true;
-                snprintf(c->err, sizeof c->err, "cannot write a checkpoint in %s: %s",
-                         c->dir, strerror(e));
-            }
             continue;
         }
-        if (stopping && c->queued.len == 0)
+        if (c->stopping)
             break;
-        if (c->queued.len >= WAKE_EVERY || stopping)
-            continue;
-        c->writer_idle = true;
-        if (pending)
-            wait_until(c, last + gap);
-        else
+        if (c->queued.len > 0) {
+            wait_until(c, last + BATCH_MS);
+        } else {
+            c->writer_asleep = true; /* the next flush_local wakes it */
             pthread_cond_wait(&c->cv, &c->mu);
-        c->writer_idle = false;
+            c->writer_asleep = false;
+        }
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -380,8 +373,9 @@ static void flush_local(ckpt *c)
         drop = c->made;
         c->made = (itemvec){0};
     }
-    if (c->writer_idle && (c->queued.len >= WAKE_EVERY || c->lines == 0)) {
-        c->writer_idle = false;
+    if (c->writer_asleep && c->queued.len > 0) {
+        /* the first records since the last batch: their batch is due 100 ms after it */
+        c->writer_asleep = false;
         pthread_cond_signal(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
@@ -444,14 +438,17 @@ void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t
                    .value = json_incref(input)});
 }
 
-void ckpt_stop(ckpt *c)
+void ckpt_end(ckpt *c, bool write_rest)
 {
     if (!c)
         return;
     ckpt_flush(c);
     pthread_mutex_lock(&c->mu);
-    c->stopping = true;
-    pthread_cond_signal(&c->cv);
+    if (!c->stopping) {
+        c->stopping = true;
+        c->write_rest = write_rest;
+        pthread_cond_signal(&c->cv);
+    }
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -459,7 +456,7 @@ bool ckpt_close(ckpt *c, char *msg, size_t len)
 {
     if (!c)
         return true;
-    ckpt_stop(c);
+    ckpt_end(c, true);
     pthread_join(c->thread, NULL);
     bool ok = !c->failed;
     if (!ok)

@@ -17,16 +17,19 @@
  * entered by path P.
  *
  * DESIGN: the scheduler thread only queues a record: a few words and references to the
- * JSON values (path, input, output), which the engine never changes once made. The
- * writer thread makes the JSON lines as records come (on the other core, while the run
- * goes on), reading the values but never touching their reference counts: it hands the
- * records back, and the scheduler thread drops the references at its next record or at
- * ckpt_close, so that a value is only freed after the writer is done with it (the queue's
- * mutex orders the two). The writer writes what it has made as a batch every 100 ms,
- * each as a new file written under a temporary name, fsynced and renamed, then the
- * directory fsynced, so a kill -9 at any instant leaves whole batch files only. A lost last batch (at most 100 ms of
- * completions) costs only re-running those iterations: loads are made idempotent per
- * run by the load ledger. Lock order: c->mu is a leaf. */
+ * JSON values (path, input, output), which the engine never changes once made. Every
+ * 100 ms while records come, the writer thread makes the JSON lines of what is queued
+ * (on the other core, while the run goes on), reading the values but never touching
+ * their reference counts, and writes them as a batch: a new file written under a
+ * temporary name, fsynced and renamed, then the directory fsynced, so a kill -9 at any
+ * instant leaves whole batch files only. It hands the records back, and the scheduler
+ * thread drops the references at its next records or at ckpt_close, so that a value is
+ * only freed after the writer is done with it (the queue's mutex orders the two). A lost
+ * last batch (at most 100 ms of completions) costs only re-running those iterations:
+ * loads are made idempotent per run by the load ledger.
+ * At the end of a run, what is queued is written only when a resume may read it: a run
+ * that succeeded is never resumed, so its last records are dropped (a kill -9 just
+ * before the end would have lost as much). Lock order: c->mu is a leaf. */
 #ifndef ETL_CHECKPOINT_H
 #define ETL_CHECKPOINT_H
 
@@ -49,12 +52,14 @@ void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t
 /* Queue the records gathered so far (the scheduler thread gathers a few before it takes
  * the queue's lock): the scheduler calls it before it waits for work. */
 void ckpt_flush(ckpt *c);
-/* Ask the writer to write what is queued and stop, without waiting (the end of a run
- * goes on meanwhile); ckpt_close then waits. */
-void ckpt_stop(ckpt *c); /* the scheduler's thread, after sched_run */
-/* Write what is queued and stop the writer; drops the references of the records (on
- * the scheduler's thread, after the writer ended). Returns false when any batch could not be
- * written (the message says why); frees c. */
+/* The run ended (the scheduler's thread, after sched_run): the writer writes what is
+ * queued when write_rest (a resume may read it: the run failed, was interrupted, or
+ * caught errors), else drops it, and stops; this does not wait (the end of the run goes
+ * on meanwhile); ckpt_close then waits. Only the first call counts. */
+void ckpt_end(ckpt *c, bool write_rest);
+/* ckpt_end(c, true) unless ended already, then wait for the writer to stop and drop the
+ * records' references (the scheduler's thread). Returns false when any batch could not
+ * be written (the message says why); frees c. */
 bool ckpt_close(ckpt *c, char *msg, size_t len);
 
 /* What a resumed run replays, from every batch of run_path/checkpoints/ in order:

@@ -813,8 +813,9 @@ static int cmd_run(const char *file, const run_args *a)
     }
     sched_run(pl, input, &opt, &out);
     report_clear_progress(rep);
-    /* the last checkpoint batch is written and fsynced while the run's end is written */
-    ckpt_stop(cp);
+    /* the last checkpoint batch is written and fsynced while the run's end is written,
+     * when a resume may need it: the same test as open_resumed's */
+    ckpt_end(cp, !(out.status == ETL_OK && report_errors_caught(rep) == 0));
 
     /* the history is buffered: a full disk shows only here, and must not pass silently */
     bool hist_ok = true;

@@ -193,6 +193,55 @@ static void test_reentered_state_makes_children_stale(void **state)
     json_decref(v);
 }
 
+/* The end of a run that succeeded: the records not yet in a batch are dropped (nothing
+ * reads the checkpoints of a run that cannot be resumed), those written before stay.
+ * After a failure (ckpt_end with write_rest, or ckpt_close alone) they are written. */
+static void test_end_drops_or_writes_the_rest(void **state)
+{
+    (void)state;
+    json_t *top = json_string(""), *in = json_object();
+    ckpt *c = open_ok();
+    ckpt_state(c, CKPT_AT, top, "Fan", in);
+    ckpt_done(c, top, "Fan", 0, in, false);
+    ckpt_end(c, false);
+    char msg[512];
+    assert_true(ckpt_close(c, msg, sizeof msg));
+    assert_int_equal(batch_files(), 0);
+
+    c = open_ok();
+    ckpt_state(c, CKPT_AT, top, "Fan", in);
+    ckpt_done(c, top, "Fan", 0, in, false);
+    ckpt_flush(c);
+    /* due 100 ms after the open: written as a batch of its own (waited for up to 5 s,
+     * for loaded machines and sanitizers) */
+    for (int i = 0; i < 500 && batch_files() == 0; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(batch_files(), 1);
+    ckpt_done(c, top, "Fan", 1, in, false);
+    ckpt_end(c, false);
+    ckpt_end(c, true); /* only the first call counts */
+    assert_true(ckpt_close(c, msg, sizeof msg));
+    assert_int_equal(batch_files(), 1);
+    ckpt_replay r;
+    load_ok(&r);
+    assert_int_equal(json_object_size(r.done), 1);
+    assert_non_null(json_object_get(r.done, "/Fan[0]"));
+    ckpt_replay_free(&r);
+
+    c = open_ok();
+    ckpt_done(c, top, "Fan", 1, in, false);
+    ckpt_end(c, true);
+    assert_true(ckpt_close(c, msg, sizeof msg));
+    assert_int_equal(batch_files(), 2);
+    load_ok(&r);
+    assert_int_equal(json_object_size(r.done), 2);
+    ckpt_replay_free(&r);
+    json_decref(top);
+    json_decref(in);
+}
+
 /* A batch file whose line is not a record is damage: resuming past it is refused. */
 static void test_damaged_batch_is_refused(void **state)
 {
@@ -222,6 +271,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batches_over_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reentered_state_makes_children_stale, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_end_drops_or_writes_the_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_batch_is_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
