@@ -112,6 +112,11 @@ static void put_real(jt_buf *sb, double d)
 
 void jt_value(jt_buf *sb, const json_t *v)
 {
+    for (size_t i = 0; i < sb->nknown; i++)
+        if (sb->known[i].v == v) {
+            jt_put(sb, sb->known[i].text, sb->known[i].len);
+            return;
+        }
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         const char *key;

@@ -10,10 +10,22 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* A value whose text is made already: jt_value copies the text instead of walking the
+ * value again (a run's input goes into its size, meta.json and the history; its output
+ * into the history and onto stdout). Whoever sets it up keeps v alive, so that no other
+ * value can have its address; values are never changed once made. */
+typedef struct jt_known {
+    const json_t *v;
+    const char *text;
+    size_t len;
+} jt_known;
+
 typedef struct jt_buf {
     char *p;      /* not NUL-terminated until jt_finish */
     size_t len, cap;
     bool oom;     /* sticky: checked once at the end */
+    const jt_known *known; /* optional: values whose text jt_value copies */
+    size_t nknown;
 } jt_buf;
 
 void jt_put(jt_buf *b, const char *s, size_t n);
@@ -24,7 +36,7 @@ void jt_string(jt_buf *b, const char *s, size_t n);
 void jt_string_body(jt_buf *b, const char *s, size_t n);
 /* Append v in decimal. */
 void jt_int(jt_buf *b, json_int_t v);
-/* Append v as compact JSON. */
+/* Append v as compact JSON (the text of a value in b->known is copied). */
 void jt_value(jt_buf *b, const json_t *v);
 /* NUL-terminate and hand over the text (caller frees); NULL after an allocation failure
  * (the buffer is then freed). */

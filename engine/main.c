@@ -387,15 +387,51 @@ typedef struct observer {
     report *rep;
     FILE *hist;           /* RUN_FOLDER/history.jsonl */
     bool failed;          /* a write failed; said at the end */
+    jt_buf line;          /* the event being written; its memory serves the next one */
+    /* values whose text is made once for all their uses: the input (its size, meta.json,
+     * ExecutionStarted) and, once ExecutionSucceeded is written, the output (printed) */
+    jt_known known[2];
+    size_t nknown;
+    char *input_text, *output_text;
+    size_t output_len;
+    json_t *output;       /* held while output_text is its text */
 } observer;
 
 static void observe(void *arg, const json_t *event)
 {
     observer *o = arg;
     report_observe(o->rep, event);
-    if (o->hist && !o->failed &&
-        (jsontext_dumpf(event, o->hist) != 0 || fputc('\n', o->hist) == EOF))
+    if (!o->hist || o->failed)
+        return;
+    json_t *output = json_object_get(event, "output");
+    const char *type = json_string_value(json_object_get(event, "type"));
+    if (output && !o->output && type && strcmp(type, "ExecutionSucceeded") == 0) {
+        o->output_text = jsontext_dumps(output, &o->output_len);
+        if (o->output_text) {
+            o->output = json_incref(output);
+            o->known[o->nknown++] = (jt_known){output, o->output_text, o->output_len};
+        }
+    }
+    o->line.len = 0;
+    o->line.known = o->known;
+    o->line.nknown = o->nknown;
+    jt_value(&o->line, event);
+    jt_putc(&o->line, '\n');
+    if (o->line.oom || fwrite(o->line.p, 1, o->line.len, o->hist) != o->line.len)
         o->failed = true;
+}
+
+/* Its texts and the output it holds (the known texts go with them); again: nothing. */
+static void observer_free(observer *o)
+{
+    free(o->line.p);
+    free(o->input_text);
+    free(o->output_text);
+    json_decref(o->output);
+    o->line = (jt_buf){0};
+    o->input_text = o->output_text = NULL;
+    o->output = NULL;
+    o->nknown = 0;
 }
 
 /* fflush f and report a write error that fflush or an earlier write met. */
@@ -550,6 +586,14 @@ static void kill_leftovers(const char *root, const char *pipeline)
     json_decref(runs);
 }
 
+/* v onto stdout as JSON: the text the history's observer made of it, when it did. */
+static int print_json(const json_t *v, const observer *o)
+{
+    if (v && v == o->output)
+        return fwrite(o->output_text, 1, o->output_len, stdout) == o->output_len ? 0 : -1;
+    return jsontext_dumpf(v, stdout);
+}
+
 /* --summary FILE: beside FILE as a temp file, then renamed (a reader never sees half);
  * the same text as the run folder's summary.json. */
 static bool write_summary_file(const char *path, const json_t *summary)
@@ -588,6 +632,7 @@ static int cmd_run(const char *file, const run_args *a)
     bool have_replay = false;
     ckpt *cp = NULL;
     bool temp_stage = false; /* stage is a temporary folder (--no-state) */
+    observer obs = {0};
 
     g_log_format = a->log_format;
     log_config lc = {.format = a->log_format, .quiet = a->quiet, .verbose = a->verbose,
@@ -711,7 +756,9 @@ static int cmd_run(const char *file, const run_args *a)
     }
 
     size_t input_len = 0;
-    free(jsontext_dumps(input, &input_len)); /* its size, for the start line */
+    obs.input_text = jsontext_dumps(input, &input_len); /* its size, for the start line */
+    if (obs.input_text)
+        obs.known[obs.nknown++] = (jt_known){input, obs.input_text, input_len};
     char started[40];
     ts_format(ts_now(), started, sizeof started);
     if (rd) {
@@ -728,9 +775,13 @@ static int cmd_run(const char *file, const run_args *a)
         /* a new run's folder appears with its meta.json (and input), or not at all */
         /* compact: it holds the input, which may be large */
         size_t meta_len = 0;
-        char *meta_text = meta ? jsontext_dumps(meta, &meta_len) : NULL;
-        if (meta_text)
-            meta_text[meta_len++] = '\n'; /* over the NUL: written as text, not a string */
+        char *meta_text = NULL;
+        if (meta) {
+            jt_buf mb = {.known = obs.known, .nknown = obs.nknown};
+            jt_value(&mb, meta);
+            jt_putc(&mb, '\n');
+            meta_text = jt_finish(&mb, &meta_len);
+        }
         bool wrote = meta_text && rundir_write_text(rd, "meta.json", meta_text, meta_len);
         free(meta_text);
         if (!wrote || !rundir_publish(rd, msg, sizeof msg)) {
@@ -795,7 +846,8 @@ static int cmd_run(const char *file, const run_args *a)
                 "resuming run %s (resume %d): %zu completed iterations and branches are "
                 "reused", run_id, redrive, json_object_size(replay.done));
 
-    observer obs = {.rep = rep, .hist = run_hist};
+    obs.rep = rep;
+    obs.hist = run_hist;
     sched_options opt = {.jobs = a->jobs, .history = user_hist, .name = run_id,
                          .wake_fd = wake_pipe[0], .signo = &got_signal,
                          .stage_dir = stage_dir, .observe = observe, .observe_arg = &obs,
@@ -869,8 +921,8 @@ static int cmd_run(const char *file, const run_args *a)
     /* written by rundir's keeper while the output is printed */
     if (rd && (!summary || !rundir_write_json(rd, "summary.json", summary)))
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
-    if (print_output && (jsontext_dumpf(out.output, stdout) != 0 ||
-                         fputc('\n', stdout) == EOF || fflush(stdout) != 0)) {
+    if (print_output && (print_json(out.output, &obs) != 0 || fputc('\n', stdout) == EOF ||
+                         fflush(stdout) != 0)) {
         snprintf(end_line, sizeof end_line, "cannot write the output: %s", strerror(errno));
         rc = EXIT_FAILED;
         if (summary) {
@@ -882,6 +934,11 @@ static int cmd_run(const char *file, const run_args *a)
         }
     }
 
+    /* the output is printed: its values go now, so that ckpt_close's dropping of the
+     * records' references frees them (one pass over them, not two) */
+    observer_free(&obs);
+    json_decref(out.output);
+    out.output = NULL;
     bool ckpt_ok = ckpt_close(cp, msg, sizeof msg);
     cp = NULL;
     if (!ckpt_ok)
@@ -914,6 +971,7 @@ out:
     if (have_replay)
         ckpt_replay_free(&replay);
     report_free(rep);
+    observer_free(&obs);
     json_decref(out.output);
     json_decref(input);
     json_decref(meta);
