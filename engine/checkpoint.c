@@ -24,8 +24,8 @@
  * records cost the scheduler more (context switches, and the values' cache lines going
  * back and forth between the cores) than the lines themselves. */
 #define BATCH_MS 100.0
-/* records the scheduler gathers before it takes the queue's lock */
-#define LOCAL_MAX 64
+/* records in a block: the scheduler fills one, then queues it with one lock */
+#define BLOCK_ITEMS 64
 
 /* a string literal into a jt_buf, without its NUL */
 #define PUT_LIT(b, lit) jt_put((b), (lit), sizeof(lit) - 1)
@@ -51,17 +51,24 @@ typedef struct item {
 } item;
 enum { DONE = 2 };
 
-typedef struct itemvec {
-    item *v;
-    size_t len, cap;
-} itemvec;
+/* Records go in blocks, which move between the scheduler and the writer whole (no
+ * copying, and no vector growing by reallocation) and are used again once emptied. */
+typedef struct block {
+    struct block *next;
+    size_t len;
+    item v[BLOCK_ITEMS];
+} block;
+
+typedef struct blist {
+    block *head, *tail;
+} blist;
 
 struct ckpt {
     char dir[PATH_MAX];
     pthread_mutex_t mu;
     pthread_cond_t cv;  /* CLOCK_MONOTONIC */
-    itemvec queued;     /* guarded by mu: records for the writer */
-    itemvec made;       /* guarded by mu: records the writer has made lines of, whose
+    blist queued;       /* guarded by mu: records for the writer */
+    blist made;         /* guarded by mu: records the writer is done with, whose
                            references the scheduler thread drops (see ckpt_done) */
     bool writer_asleep; /* guarded by mu: waiting with no record queued, no deadline */
     bool stopping;      /* guarded by mu */
@@ -73,11 +80,19 @@ struct ckpt {
     json_t *last_parent; /* scheduler thread: the path last_ref was copied from; held, so
                             that its address cannot come back as another path's */
     pathref *last_ref;  /* scheduler thread: holds one reference while it is last */
-    item local[LOCAL_MAX]; /* scheduler thread only: records not queued yet */
-    size_t nlocal;
+    block *cur;         /* scheduler thread only: records not queued yet */
+    block *spare;       /* scheduler thread only: emptied blocks, to be filled again */
     jt_buf batch;       /* writer thread only: the lines of the batch being written */
     unsigned seq;       /* writer thread only: next batch number */
     pthread_t thread;
+    /* scheduler thread only: the writer is started when it has something to do (see
+     * ckpt_flush and ckpt_tick), so that a run that ends before its first batch is due
+     * never starts it */
+    bool started;
+    bool start_failed;  /* records are dropped at once: nothing can write them */
+    bool queued_any;    /* records were queued since the open */
+    bool ended;         /* ckpt_end was called */
+    int64_t due_ns;     /* CLOCK_MONOTONIC: when the first batch is due */
 };
 
 static int write_all(int fd, const char *p, size_t n)
@@ -146,38 +161,40 @@ static void put_state_record(jt_buf *b, const item *it)
 /* The records of v as JSON lines appended to b: consecutive "done" records of children
  * of the same parent, state and caught flag make one "dones" line (a 10,000-item Map
  * of small outputs: about 16 bytes a child instead of 65). */
-static void put_records(jt_buf *b, const itemvec *v)
+static void put_records(jt_buf *b, const block *blocks)
 {
     const item *group = NULL; /* the first record of the open "dones" line */
-    for (size_t i = 0; i < v->len; i++) {
-        const item *it = &v->v[i];
-        if (it->kind != DONE) {
-            if (group)
-                PUT_LIT(b, "}}\n");
-            group = NULL;
-            put_state_record(b, it);
-            continue;
+    for (const block *bl = blocks; bl; bl = bl->next) {
+        for (size_t i = 0; i < bl->len; i++) {
+            const item *it = &bl->v[i];
+            if (it->kind != DONE) {
+                if (group)
+                    PUT_LIT(b, "}}\n");
+                group = NULL;
+                put_state_record(b, it);
+                continue;
+            }
+            if (group && group->parent == it->parent && group->state == it->state &&
+                group->caught == it->caught) {
+                jt_putc(b, ',');
+            } else {
+                if (group)
+                    PUT_LIT(b, "}}\n");
+                group = it;
+                PUT_LIT(b, "{\"k\":\"dones\",\"path\":");
+                jt_string(b, it->parent->text, it->parent->len);
+                PUT_LIT(b, ",\"state\":");
+                jt_string(b, it->state, strlen(it->state));
+                if (it->caught)
+                    PUT_LIT(b, ",\"caught\":true,\"items\":{");
+                else
+                    PUT_LIT(b, ",\"caught\":false,\"items\":{");
+            }
+            jt_putc(b, '"');
+            jt_int(b, it->index);
+            PUT_LIT(b, "\":");
+            jt_value(b, it->value);
         }
-        if (group && group->parent == it->parent && group->state == it->state &&
-            group->caught == it->caught) {
-            jt_putc(b, ',');
-        } else {
-            if (group)
-                PUT_LIT(b, "}}\n");
-            group = it;
-            PUT_LIT(b, "{\"k\":\"dones\",\"path\":");
-            jt_string(b, it->parent->text, it->parent->len);
-            PUT_LIT(b, ",\"state\":");
-            jt_string(b, it->state, strlen(it->state));
-            if (it->caught)
-                PUT_LIT(b, ",\"caught\":true,\"items\":{");
-            else
-                PUT_LIT(b, ",\"caught\":false,\"items\":{");
-        }
-        jt_putc(b, '"');
-        jt_int(b, it->index);
-        PUT_LIT(b, "\":");
-        jt_value(b, it->value);
     }
     if (group)
         PUT_LIT(b, "}}\n");
@@ -191,29 +208,31 @@ static void pathref_drop(pathref *p)
     }
 }
 
-/* Scheduler thread. */
-static void drop_refs(itemvec *v)
+static void blist_append(blist *l, block *first, block *last)
 {
-    for (size_t i = 0; i < v->len; i++) {
-        pathref_drop(v->v[i].parent);
-        json_decref(v->v[i].path);
-        json_decref(v->v[i].value);
-    }
-    v->len = 0;
+    if (l->tail)
+        l->tail->next = first;
+    else
+        l->head = first;
+    l->tail = last;
 }
 
-static bool push_item(itemvec *v, item it)
+/* Drop the references of the records in the blocks (scheduler thread) and keep the
+ * emptied blocks for new records. */
+static void drop_refs(ckpt *c, block *bl)
 {
-    if (v->len == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 1024;
-        item *n = realloc(v->v, cap * sizeof *n);
-        if (!n)
-            return false;
-        v->v = n;
-        v->cap = cap;
+    while (bl) {
+        block *next = bl->next;
+        for (size_t i = 0; i < bl->len; i++) {
+            pathref_drop(bl->v[i].parent);
+            json_decref(bl->v[i].path);
+            json_decref(bl->v[i].value);
+        }
+        bl->len = 0;
+        bl->next = c->spare;
+        c->spare = bl;
+        bl = next;
     }
-    v->v[v->len++] = it;
-    return true;
 }
 
 static double mono_ms(void)
@@ -240,15 +259,15 @@ static void wait_until(ckpt *c, double ms)
  * run's records (a hole could hide the "at" that makes earlier children stale). */
 static void write_queued(ckpt *c)
 {
-    itemvec got = c->queued;
-    c->queued = (itemvec){0};
+    blist got = c->queued;
+    c->queued = (blist){0};
     bool failed = c->failed;
     pthread_mutex_unlock(&c->mu);
     int rc = 0, e = 0;
     if (!failed) {
         c->batch.len = 0;
         c->batch.oom = false;
-        put_records(&c->batch, &got);
+        put_records(&c->batch, got.head);
         /* a batch whose lines ran out of memory is a failure to write, not nothing */
         rc = c->batch.oom ? (errno = ENOMEM, -1) : write_batch(c, c->batch.p, c->batch.len);
         e = errno;
@@ -259,17 +278,8 @@ static void write_queued(ckpt *c)
         snprintf(c->err, sizeof c->err, "cannot write a checkpoint in %s: %s", c->dir,
                  strerror(e));
     }
-    /* back to the scheduler: appended to what it has not dropped yet */
-    if (c->made.len == 0 && !c->made.v) {
-        c->made = got;
-    } else {
-        for (size_t i = 0; i < got.len; i++)
-            if (!push_item(&c->made, got.v[i])) {
-                /* out of memory: leak the rest rather than drop them here */
-                break;
-            }
-        free(got.v);
-    }
+    /* back to the scheduler: after what it has not dropped yet */
+    blist_append(&c->made, got.head, got.tail);
 }
 
 static void *writer(void *arg)
@@ -281,7 +291,7 @@ static void *writer(void *arg)
     for (;;) {
         if (c->stopping && !c->write_rest)
             break; /* ckpt_close drops what is queued */
-        if (c->queued.len > 0 && (c->stopping || mono_ms() >= last + BATCH_MS)) {
+        if (c->queued.head && (c->stopping || mono_ms() >= last + BATCH_MS)) {
             /* the queue may grow meanwhile: what comes later goes into the next batch */
             write_queued(c);
             last = mono_ms();
@@ -289,7 +299,7 @@ static void *writer(void *arg)
         }
         if (c->stopping)
             break;
-        if (c->queued.len > 0) {
+        if (c->queued.head) {
             wait_until(c, last + BATCH_MS);
         } else {
             c->writer_asleep = true; /* the next flush_local wakes it */
@@ -334,70 +344,109 @@ ckpt *ckpt_open(const char *run_path, char *msg, size_t len)
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
     c->opened = mono_ms();
+    c->due_ns = (int64_t)((c->opened + BATCH_MS) * 1e6);
+    return c;
+}
+
+/* Start the writer (scheduler thread). On failure nothing more can be written: the
+ * records queued so far are dropped at ckpt_close, later ones at once. */
+static void start_writer(ckpt *c)
+{
     /* signals are the main thread's business */
     sigset_t block, old;
     sigfillset(&block);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int rc = pthread_create(&c->thread, NULL, writer, c);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        errno = rc;
-        snprintf(msg, len, "cannot start the checkpoint writer: %s", strerror(errno));
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        free(c);
-        return NULL;
+    if (rc == 0) {
+        c->started = true;
+        return;
     }
-    return c;
+    c->start_failed = true;
+    pthread_mutex_lock(&c->mu);
+    if (!c->failed) {
+        c->failed = true;
+        snprintf(c->err, sizeof c->err, "cannot start the checkpoint writer: %s",
+                 strerror(rc));
+    }
+    pthread_mutex_unlock(&c->mu);
 }
 
-/* Give the records gathered by push() to the queue (scheduler thread): their
- * references become the queue's, and come back to this thread to be dropped (see
- * checkpoint.h), taken here too. */
+/* Queue the block of records being filled (scheduler thread): its references become
+ * the queue's, and come back to this thread to be dropped (see checkpoint.h), taken
+ * here too. */
 static void flush_local(ckpt *c)
 {
-    itemvec drop = {0};
-    size_t lost = 0;
+    block *bl = c->cur;
+    c->cur = NULL;
+    c->queued_any = true;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < c->nlocal; i++)
-        if (!push_item(&c->queued, c->local[i]))
-            c->local[lost++] = c->local[i]; /* out of memory: dropped below */
-    if (lost && !c->failed) {
-        /* a lost record takes the order of what follows with it */
-        c->failed = true;
-        snprintf(c->err, sizeof c->err, "cannot queue a checkpoint record for %s: out of "
-                 "memory", c->dir);
-    }
-    c->nlocal = 0;
-    if (c->made.len > 0) {
-        drop = c->made;
-        c->made = (itemvec){0};
-    }
-    if (c->writer_asleep && c->queued.len > 0) {
+    blist_append(&c->queued, bl, bl);
+    block *drop = c->made.head;
+    c->made = (blist){0};
+    if (c->writer_asleep) {
         /* the first records since the last batch: their batch is due 100 ms after it */
         c->writer_asleep = false;
         pthread_cond_signal(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
-    drop_refs(&drop);
-    free(drop.v);
-    itemvec gone = {.v = c->local, .len = lost};
-    drop_refs(&gone);
+    drop_refs(c, drop);
 }
 
-/* Queue a record (scheduler thread), a few at a time: one lock for LOCAL_MAX records.
- * The scheduler calls ckpt_flush before it waits, so none stays here while it idles. */
-static void push(ckpt *c, item it)
+/* Out of memory for a record: a lost record takes the order of what follows with it,
+ * so nothing more is written. */
+static void lost_record(ckpt *c)
 {
-    c->local[c->nlocal++] = it;
-    if (c->nlocal == LOCAL_MAX)
+    pthread_mutex_lock(&c->mu);
+    if (!c->failed) {
+        c->failed = true;
+        snprintf(c->err, sizeof c->err, "cannot queue a checkpoint record for %s: out of "
+                 "memory", c->dir);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Where the next record goes (scheduler thread), filled in place and then counted by
+ * commit(): records are queued a block at a time, one lock for BLOCK_ITEMS of them. NULL
+ * when the record cannot be kept. The scheduler calls ckpt_flush before it waits, so no
+ * record stays here while it idles. */
+static item *next_slot(ckpt *c)
+{
+    if (c->start_failed)
+        return NULL;
+    if (!c->cur) {
+        block *bl = c->spare;
+        if (bl) {
+            c->spare = bl->next;
+        } else if (!(bl = malloc(sizeof *bl))) {
+            lost_record(c);
+            return NULL;
+        }
+        bl->next = NULL;
+        bl->len = 0;
+        c->cur = bl;
+    }
+    return &c->cur->v[c->cur->len];
+}
+
+static void commit(ckpt *c)
+{
+    if (++c->cur->len == BLOCK_ITEMS)
         flush_local(c);
 }
 
 void ckpt_flush(ckpt *c)
 {
-    if (c->nlocal)
+    if (c->cur && c->cur->len)
         flush_local(c);
+    if (c->queued_any && !c->started && !c->start_failed)
+        start_writer(c);
+}
+
+void ckpt_tick(ckpt *c, int64_t now_ns)
+{
+    if (!c->started && now_ns >= c->due_ns)
+        ckpt_flush(c);
 }
 
 void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
@@ -409,13 +458,7 @@ void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
         char *text = p ? malloc(json_string_length(parent_path) + 1) : NULL;
         if (!text) {
             free(p);
-            pthread_mutex_lock(&c->mu);
-            if (!c->failed) {
-                c->failed = true;
-                snprintf(c->err, sizeof c->err, "cannot queue a checkpoint record for %s: "
-                         "out of memory", c->dir);
-            }
-            pthread_mutex_unlock(&c->mu);
+            lost_record(c);
             return;
         }
         p->len = json_string_length(parent_path);
@@ -427,22 +470,39 @@ void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
         json_decref(c->last_parent);
         c->last_parent = json_incref(parent_path);
     }
+    item *it = next_slot(c);
+    if (!it)
+        return;
+    it->kind = DONE;
+    it->caught = caught;
+    it->state = state;
+    it->index = index;
+    it->parent = c->last_ref;
+    it->path = NULL;
+    it->value = json_incref(output);
     c->last_ref->refs++;
-    push(c, (item){.kind = DONE, .caught = caught, .state = state, .index = index,
-                   .parent = c->last_ref, .value = json_incref(output)});
+    commit(c);
 }
 
 void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t *input)
 {
-    push(c, (item){.kind = (unsigned char)kind, .state = state, .path = json_incref(path),
-                   .value = json_incref(input)});
+    item *it = next_slot(c);
+    if (!it)
+        return;
+    *it = (item){.kind = (unsigned char)kind, .state = state, .path = json_incref(path),
+                 .value = json_incref(input)};
+    commit(c);
 }
 
 void ckpt_end(ckpt *c, bool write_rest)
 {
-    if (!c)
+    if (!c || c->ended)
         return;
-    ckpt_flush(c);
+    c->ended = true;
+    if (write_rest)
+        ckpt_flush(c); /* starts the writer if need be */
+    if (!c->started)
+        return; /* nobody to stop */
     pthread_mutex_lock(&c->mu);
     if (!c->stopping) {
         c->stopping = true;
@@ -457,16 +517,21 @@ bool ckpt_close(ckpt *c, char *msg, size_t len)
     if (!c)
         return true;
     ckpt_end(c, true);
-    pthread_join(c->thread, NULL);
+    if (c->started)
+        pthread_join(c->thread, NULL);
     bool ok = !c->failed;
     if (!ok)
         snprintf(msg, len, "%s", c->err);
-    drop_refs(&c->made);
-    drop_refs(&c->queued);
+    drop_refs(c, c->made.head);
+    drop_refs(c, c->queued.head);
+    drop_refs(c, c->cur);
+    while (c->spare) {
+        block *next = c->spare->next;
+        free(c->spare);
+        c->spare = next;
+    }
     pathref_drop(c->last_ref);
     json_decref(c->last_parent);
-    free(c->made.v);
-    free(c->queued.v);
     free(c->batch.p);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);

@@ -29,13 +29,17 @@
  * loads are made idempotent per run by the load ledger.
  * At the end of a run, what is queued is written only when a resume may read it: a run
  * that succeeded is never resumed, so its last records are dropped (a kill -9 just
- * before the end would have lost as much). Lock order: c->mu is a leaf. */
+ * before the end would have lost as much). The writer thread starts only when it has
+ * work: the first batch due, or the scheduler about to wait with records queued; a run
+ * that succeeds sooner never starts it. Records are queued in blocks, which go back and
+ * forth between the threads and are used again. Lock order: c->mu is a leaf. */
 #ifndef ETL_CHECKPOINT_H
 #define ETL_CHECKPOINT_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ckpt ckpt;
 
@@ -50,8 +54,13 @@ void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
 typedef enum { CKPT_AT, CKPT_FAIL } ckpt_kind;
 void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t *input);
 /* Queue the records gathered so far (the scheduler thread gathers a few before it takes
- * the queue's lock): the scheduler calls it before it waits for work. */
+ * the queue's lock) and start the writer if it has not started yet: the scheduler calls
+ * it before it waits for work. */
 void ckpt_flush(ckpt *c);
+/* The scheduler between two rounds of work, at now_ns (CLOCK_MONOTONIC): once the first
+ * batch is due, ckpt_flush, so that a run that never waits has its batches too. Until
+ * then, and in a run that ends sooner, the writer thread is not even started. */
+void ckpt_tick(ckpt *c, int64_t now_ns);
 /* The run ended (the scheduler's thread, after sched_run): the writer writes what is
  * queued when write_rest (a resume may read it: the run failed, was interrupted, or
  * caught errors), else drops it, and stops; this does not wait (the end of the run goes

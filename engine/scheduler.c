@@ -1194,6 +1194,8 @@ etl_status sched_run(const pipeline *pl, json_t *input, const sched_options *opt
             break;
 
         int64_t now = sched_now_ns();
+        if (opt->ckpt)
+            ckpt_tick(opt->ckpt, now);
         while (r.heap_n && r.heap[0]->timer_when <= now)
             fire_timer(&r, r.heap[0]);
         if (r.deadline_ns && now >= r.deadline_ns && !r.timed_out) {
