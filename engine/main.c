@@ -382,12 +382,15 @@ static int cmd_check(const char *file)
 /* The run folder keeps every event but StateEntered/StateExited: those come one pair
  * per transition, and writing them would cost a run of a big Map most of its time.
  * They are written, with the rest, by --history FILE (the scheduler's own history).
- * Scheduler thread. */
+ * The lines are gathered here and written by rundir's keeper thread, so that the run
+ * does not wait for the disk. Scheduler thread. */
 typedef struct observer {
     report *rep;
-    FILE *hist;           /* RUN_FOLDER/history.jsonl */
-    bool failed;          /* a write failed; said at the end */
-    jt_buf line;          /* the event being written; its memory serves the next one */
+    rundir *rd;           /* NULL: no history in a run folder */
+    int hist_fd;          /* RUN_FOLDER/history.jsonl, written by rd's keeper */
+    char hist_name[PATH_MAX + 16]; /* its path, for messages */
+    bool failed;          /* out of memory: an event was lost; said at the end */
+    jt_buf lines;         /* events not handed to the keeper yet */
     /* values whose text is made once for all their uses: the input (its size, meta.json,
      * ExecutionStarted) and, once ExecutionSucceeded is written, the output (printed) */
     jt_known known[2];
@@ -397,11 +400,26 @@ typedef struct observer {
     json_t *output;       /* held while output_text is its text */
 } observer;
 
+/* lines gathered before they go to the keeper (and at the end of the run) */
+#define HISTORY_CHUNK (64 * 1024)
+
+static void hand_lines(observer *o)
+{
+    jt_buf b = o->lines;
+    o->lines = (jt_buf){0};
+    if (b.oom || b.len == 0) {
+        o->failed = o->failed || b.oom;
+        free(b.p);
+    } else if (!rundir_append(o->rd, o->hist_fd, o->hist_name, b.p, b.len)) {
+        o->failed = true; /* b.p is freed */
+    }
+}
+
 static void observe(void *arg, const json_t *event)
 {
     observer *o = arg;
     report_observe(o->rep, event);
-    if (!o->hist || o->failed)
+    if (!o->rd || o->failed)
         return;
     json_t *output = json_object_get(event, "output");
     const char *type = json_string_value(json_object_get(event, "type"));
@@ -412,23 +430,40 @@ static void observe(void *arg, const json_t *event)
             o->known[o->nknown++] = (jt_known){output, o->output_text, o->output_len};
         }
     }
-    o->line.len = 0;
-    o->line.known = o->known;
-    o->line.nknown = o->nknown;
-    jt_value(&o->line, event);
-    jt_putc(&o->line, '\n');
-    if (o->line.oom || fwrite(o->line.p, 1, o->line.len, o->hist) != o->line.len)
-        o->failed = true;
+    o->lines.known = o->known;
+    o->lines.nknown = o->nknown;
+    jt_value(&o->lines, event);
+    jt_putc(&o->lines, '\n');
+    if (o->lines.len >= HISTORY_CHUNK || o->lines.oom)
+        hand_lines(o);
+}
+
+/* The run's history is written (after the end of the run): false, having said why,
+ * when an event could not be. */
+static bool history_written(observer *o)
+{
+    char msg[PATH_MAX + 300];
+    if (!o->rd)
+        return true;
+    if (o->failed) {
+        final_line("cannot write %s: out of memory", o->hist_name);
+        return false;
+    }
+    if (!rundir_appends_done(o->rd, msg, sizeof msg)) {
+        final_line("%s", msg);
+        return false;
+    }
+    return true;
 }
 
 /* Its texts and the output it holds (the known texts go with them); again: nothing. */
 static void observer_free(observer *o)
 {
-    free(o->line.p);
+    free(o->lines.p);
     free(o->input_text);
     free(o->output_text);
     json_decref(o->output);
-    o->line = (jt_buf){0};
+    o->lines = (jt_buf){0};
     o->input_text = o->output_text = NULL;
     o->output = NULL;
     o->nknown = 0;
@@ -446,21 +481,15 @@ static bool flush_ok(FILE *f, bool failed_before, const char *what)
     return false;
 }
 
-/* RUN/history.jsonl, created, or opened for appending by a resumed attempt. NULL with
- * errno on failure. */
-static FILE *open_run_history(const char *run_path, bool resumed)
+/* RUN/history.jsonl at path, created, or opened for appending by a resumed attempt.
+ * -1 with errno on failure. */
+static int open_run_history(const char *path, bool resumed)
 {
-    size_t hlen = strlen(run_path) + 32;
-    char *hpath = malloc(hlen);
-    if (!hpath)
-        return NULL;
-    snprintf(hpath, hlen, "%s/history.jsonl", run_path);
     /* private like the rest of the run folder: events carry inputs and outputs */
-    int fd = open(hpath, (resumed ? O_RDWR | O_APPEND : O_WRONLY | O_TRUNC) | O_CREAT |
-                             O_CLOEXEC, 0600);
-    free(hpath);
+    int fd = open(path, (resumed ? O_RDWR | O_APPEND : O_WRONLY | O_TRUNC) | O_CREAT |
+                            O_CLOEXEC, 0600);
     if (fd < 0)
-        return NULL;
+        return -1;
     /* a killed attempt can leave its last event cut short: end that line, so that the
      * resumed attempt's first event is a line of its own */
     char last = '\n';
@@ -469,15 +498,7 @@ static FILE *open_run_history(const char *run_path, bool resumed)
         ssize_t w = write(fd, "\n", 1);
         (void)w; /* at worst the torn line swallows the next event, as before */
     }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return NULL;
-    }
-    setvbuf(f, NULL, _IOFBF, 1 << 16);
-    return f;
+    return fd;
 }
 
 /* Take up run `want` (a run id, or "last") of the pipeline again: its folder becomes the
@@ -586,6 +607,19 @@ static void kill_leftovers(const char *root, const char *pipeline)
     json_decref(runs);
 }
 
+/* A failure found after the summary was queued: the run exits 1, and summary.json is
+ * queued again with that exit code (rundir's keeper writes it after the first: it
+ * replaces it). */
+static void fail_late(int *rc, json_t *summary, rundir *rd, const char *run_path)
+{
+    *rc = EXIT_FAILED;
+    if (!summary)
+        return;
+    json_object_set_new(summary, "exit_code", json_integer(*rc));
+    if (rd && !rundir_write_json(rd, "summary.json", summary))
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
+}
+
 /* v onto stdout as JSON: the text the history's observer made of it, when it did. */
 static int print_json(const json_t *v, const observer *o)
 {
@@ -620,7 +654,7 @@ static bool write_summary_file(const char *path, const json_t *summary)
 static int cmd_run(const char *file, const run_args *a)
 {
     int rc = EXIT_FAILED;
-    FILE *user_hist = NULL, *run_hist = NULL;
+    FILE *user_hist = NULL;
     json_t *input = NULL, *meta = NULL, *summary = NULL;
     char *root = NULL, *stage = NULL;
     rundir *rd = NULL;
@@ -632,7 +666,7 @@ static int cmd_run(const char *file, const run_args *a)
     bool have_replay = false;
     ckpt *cp = NULL;
     bool temp_stage = false; /* stage is a temporary folder (--no-state) */
-    observer obs = {0};
+    observer obs = {.hist_fd = -1};
 
     g_log_format = a->log_format;
     log_config lc = {.format = a->log_format, .quiet = a->quiet, .verbose = a->verbose,
@@ -794,11 +828,13 @@ static int cmd_run(const char *file, const run_args *a)
     }
 
     if (run_path) {
-        run_hist = open_run_history(run_path, a->resume != NULL);
-        if (!run_hist) {
-            final_line("cannot create %s/history.jsonl: %s", run_path, strerror(errno));
+        snprintf(obs.hist_name, sizeof obs.hist_name, "%s/history.jsonl", run_path);
+        obs.hist_fd = open_run_history(obs.hist_name, a->resume != NULL);
+        if (obs.hist_fd < 0) {
+            final_line("cannot create %s: %s", obs.hist_name, strerror(errno));
             goto out;
         }
+        obs.rd = rd;
     }
 
     if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -847,7 +883,6 @@ static int cmd_run(const char *file, const run_args *a)
                 "reused", run_id, redrive, json_object_size(replay.done));
 
     obs.rep = rep;
-    obs.hist = run_hist;
     sched_options opt = {.jobs = a->jobs, .history = user_hist, .name = run_id,
                          .wake_fd = wake_pipe[0], .signo = &got_signal,
                          .stage_dir = stage_dir, .observe = observe, .observe_arg = &obs,
@@ -869,18 +904,15 @@ static int cmd_run(const char *file, const run_args *a)
      * when a resume may need it: the same test as open_resumed's */
     ckpt_end(cp, !(out.status == ETL_OK && report_errors_caught(rep) == 0));
 
-    /* the history is buffered: a full disk shows only here, and must not pass silently */
+    /* the history is buffered: a full disk shows only here, and must not pass silently
+     * (the run folder's, written by rundir's keeper meanwhile: below) */
     bool hist_ok = true;
     if (user_hist) {
         char what[1100];
         snprintf(what, sizeof what, "--history %s", a->history);
         hist_ok = flush_ok(user_hist, false, what);
     }
-    if (run_hist) {
-        char run_what[1100];
-        snprintf(run_what, sizeof run_what, "%s/history.jsonl", run_path);
-        hist_ok = flush_ok(run_hist, obs.failed, run_what) && hist_ok;
-    }
+    hand_lines(&obs);
 
     int caught = report_errors_caught(rep);
     char end_line[sizeof out.err.cause + sizeof out.err.name + 64] = "";
@@ -924,14 +956,7 @@ static int cmd_run(const char *file, const run_args *a)
     if (print_output && (print_json(out.output, &obs) != 0 || fputc('\n', stdout) == EOF ||
                          fflush(stdout) != 0)) {
         snprintf(end_line, sizeof end_line, "cannot write the output: %s", strerror(errno));
-        rc = EXIT_FAILED;
-        if (summary) {
-            /* the keeper writes this one after the first: it replaces it */
-            json_object_set_new(summary, "exit_code", json_integer(rc));
-            if (rd && !rundir_write_json(rd, "summary.json", summary))
-                log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json",
-                        run_path);
-        }
+        fail_late(&rc, summary, rd, run_path);
     }
 
     /* the output is printed: its values go now, so that ckpt_close's dropping of the
@@ -944,6 +969,11 @@ static int cmd_run(const char *file, const run_args *a)
     if (!ckpt_ok)
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s (a resume of this run would redo more)",
                 msg);
+    /* the run folder's history, written meanwhile: a run that succeeded fails without it */
+    if (!history_written(&obs) && rc != EXIT_FAILED && !out.signal) {
+        end_line[0] = '\0'; /* history_written said why */
+        fail_late(&rc, summary, rd, run_path);
+    }
     /* the end of the run is logged by the report (ExecutionSucceeded/Failed/Aborted) */
     if (notify_url) {
         char *body = rc == EXIT_OK ? NULL : jsontext_dumps(summary, NULL);
@@ -976,11 +1006,11 @@ out:
     json_decref(input);
     json_decref(meta);
     json_decref(summary);
-    if (run_hist)
-        fclose(run_hist);
     if (user_hist)
         fclose(user_hist);
     rundir_close(rd); /* releases the lock */
+    if (obs.hist_fd >= 0)
+        close(obs.hist_fd); /* after the keeper, which wrote it */
     if (temp_stage)
         rundir_remove_tree(stage);
     free(stage);

@@ -51,14 +51,19 @@ struct rundir {
     struct job *head, *tail; /* guarded by mu */
     bool busy, stop;         /* guarded by mu */
     char err[PATH_MAX + 256]; /* guarded by mu: the first failure, "" when none */
+    unsigned long appends_queued; /* the caller's thread */
+    unsigned long appends_done;   /* guarded by mu */
+    size_t append_bytes;          /* guarded by mu: queued, not written yet */
+    char append_err[PATH_MAX + 256]; /* guarded by mu: the first failed append's */
 };
 
-typedef enum { JOB_SYNC, JOB_WRITE, JOB_PRUNE } job_kind;
+typedef enum { JOB_SYNC, JOB_WRITE, JOB_APPEND, JOB_PRUNE } job_kind;
 typedef struct job {
     struct job *next;
     job_kind kind;
-    char *name, *text; /* JOB_WRITE */
+    char *name, *text; /* JOB_WRITE, JOB_APPEND */
     size_t len;
+    int fd;            /* JOB_APPEND */
     char *path;        /* JOB_SYNC, JOB_WRITE: the run folder; JOB_PRUNE: the current
                           run's id (never pruned) */
     char *names[4];    /* JOB_SYNC: what was written into it before */
@@ -569,6 +574,32 @@ static void run_job(rundir *rd, job *j)
         if (!write_text(j->path, j->name, j->text, j->len, true))
             keeper_failed(rd, "cannot write %s in the run folder: %s", j->name, errno);
         break;
+    case JOB_APPEND: {
+        pthread_mutex_lock(&rd->mu);
+        bool skip = rd->append_err[0] != 0; /* no hole after a failed append */
+        pthread_mutex_unlock(&rd->mu);
+        int e = 0;
+        for (size_t off = 0; !skip && off < j->len;) {
+            ssize_t w = write(j->fd, j->text + off, j->len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                e = w < 0 ? errno : EIO;
+                break;
+            }
+            off += (size_t)w;
+        }
+        if (e)
+            keeper_failed(rd, "cannot write %s: %s", j->name, e);
+        pthread_mutex_lock(&rd->mu);
+        if (e && !rd->append_err[0])
+            snprintf(rd->append_err, sizeof rd->append_err, "cannot write %s: %s", j->name,
+                     strerror(e));
+        rd->appends_done++;
+        rd->append_bytes -= j->len;
+        pthread_mutex_unlock(&rd->mu);
+        break;
+    }
     case JOB_PRUNE:
         prune_now(rd, j->path, j->keep, j->max_age_s);
         break;
@@ -676,6 +707,47 @@ bool rundir_write_text(rundir *rd, const char *name, const char *text, size_t le
     j->len = len;
     enqueue(rd, j);
     return true;
+}
+
+/* bytes of appends queued at most (one append may be bigger alone) */
+#define APPEND_MAX (8u << 20)
+
+bool rundir_append(rundir *rd, int fd, const char *name, char *text, size_t len)
+{
+    job *j = calloc(1, sizeof *j);
+    char *n = strdup(name);
+    if (!j || !n) {
+        free(j);
+        free(n);
+        free(text);
+        return false;
+    }
+    j->kind = JOB_APPEND;
+    j->fd = fd;
+    j->name = n;
+    j->text = text;
+    j->len = len;
+    /* a disk slower than the run holds the run back, rather than its memory growing */
+    pthread_mutex_lock(&rd->mu);
+    while (rd->append_bytes > 0 && rd->append_bytes + len > APPEND_MAX)
+        pthread_cond_wait(&rd->cv, &rd->mu);
+    rd->append_bytes += len;
+    pthread_mutex_unlock(&rd->mu);
+    rd->appends_queued++;
+    enqueue(rd, j);
+    return true;
+}
+
+bool rundir_appends_done(rundir *rd, char *msg, size_t len)
+{
+    pthread_mutex_lock(&rd->mu);
+    while (rd->appends_done < rd->appends_queued)
+        pthread_cond_wait(&rd->cv, &rd->mu);
+    bool ok = !rd->append_err[0];
+    if (!ok)
+        snprintf(msg, len, "%s", rd->append_err);
+    pthread_mutex_unlock(&rd->mu);
+    return ok;
 }
 
 bool rundir_write_json(rundir *rd, const char *name, const json_t *v)

@@ -57,6 +57,18 @@ const char *rundir_run_path(const rundir *rd);
  * reports the first failure. Returns false only when the write could not be queued. */
 bool rundir_write_json(rundir *rd, const char *name, const json_t *v);
 bool rundir_write_text(rundir *rd, const char *name, const char *text, size_t len);
+/* Append the len bytes of text (taken: freed here or by the keeper) to the file open at
+ * fd (the caller's, open until rundir_close), by the keeper, in order with the other
+ * writes: for the run's history, so that the run does not wait for the disk. Not
+ * fsynced. When 8 MiB of appends wait, this waits for the keeper (memory stays bounded
+ * however slow the disk). After a failed append, no later one is written (no hole in
+ * the file). name
+ * says which file in messages. Returns false only when the append could not be queued
+ * (text is freed then). */
+bool rundir_append(rundir *rd, int fd, const char *name, char *text, size_t len);
+/* Wait until the appends queued so far are written (not the other writes queued after
+ * them); false with the first append failure in msg. */
+bool rundir_appends_done(rundir *rd, char *msg, size_t len);
 /* Keep the newest keep runs and those younger than max_age_s (0 = no age rule); the
  * current run is never removed. Done by the keeper, in order with the writes. */
 void rundir_prune(rundir *rd, int keep, double max_age_s);

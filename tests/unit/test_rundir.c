@@ -552,6 +552,55 @@ static void test_atomic_json_write(void **state)
     rundir_close(rd);
 }
 
+/* Appends (the run's history): written by the keeper in order, more of them than the
+ * 8 MiB that may wait at once; rundir_appends_done waits for them. A failed append (a
+ * full disk: /dev/full) is reported with the file's name, and nothing after it is
+ * written, so that the file has no hole. */
+static void test_appends_in_order_and_failures(void **state)
+{
+    (void)state;
+    char msg[512], path[512];
+    rundir *rd = open_ok("appends");
+    assert_true(rundir_new_run(rd, "r1", msg, sizeof msg));
+    assert_true(rundir_publish(rd, msg, sizeof msg));
+    snprintf(path, sizeof path, "%s/history.jsonl", rundir_run_path(rd));
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    const size_t chunk = 1u << 20, n = 20;
+    for (size_t i = 0; i < n; i++) {
+        char *text = malloc(chunk);
+        assert_non_null(text);
+        memset(text, 'a' + (int)i, chunk);
+        assert_true(rundir_append(rd, fd, path, text, chunk));
+    }
+    assert_true(rundir_appends_done(rd, msg, sizeof msg));
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal((size_t)st.st_size, chunk * n);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(fseek(f, (long)(i * chunk), SEEK_SET), 0);
+        assert_int_equal(fgetc(f), 'a' + (int)i);
+        assert_int_equal(fseek(f, (long)((i + 1) * chunk - 1), SEEK_SET), 0);
+        assert_int_equal(fgetc(f), 'a' + (int)i);
+    }
+    fclose(f);
+
+    int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    assert_true(full >= 0);
+    assert_true(rundir_append(rd, full, "/dev/full", strdup("{\"id\":1}\n"), 9));
+    assert_true(rundir_append(rd, fd, path, strdup("later\n"), 6));
+    assert_false(rundir_appends_done(rd, msg, sizeof msg));
+    assert_non_null(strstr(msg, "cannot write /dev/full: No space left on device"));
+    assert_false(rundir_flush(rd, msg, sizeof msg)); /* the keeper's first failure */
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal((size_t)st.st_size, chunk * n); /* "later" was not written */
+    rundir_close(rd);
+    close(full);
+    close(fd);
+}
+
 /* A run named id that started secs_ago seconds ago (meta.json's "started"). */
 static void make_run(rundir *rd, const char *id, double secs_ago)
 {
@@ -690,6 +739,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_of_killed_process_is_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_fd_is_close_on_exec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_atomic_json_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_appends_in_order_and_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_keeps_newest_and_never_current, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prune_by_age_keeps_younger_runs, setup, teardown),
