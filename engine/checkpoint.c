@@ -445,7 +445,10 @@ void ckpt_flush(ckpt *c)
 
 void ckpt_tick(ckpt *c, int64_t now_ns)
 {
-    if (!c->started && now_ns >= c->due_ns)
+    bool pending = c->cur && c->cur->len;
+    /* once the writer runs, records do not wait here longer than a round of work; until
+     * then, they wait for the first batch to be due */
+    if (c->started ? pending : (pending || c->queued_any) && now_ns >= c->due_ns)
         ckpt_flush(c);
 }
 

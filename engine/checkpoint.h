@@ -58,8 +58,9 @@ void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t
  * it before it waits for work. */
 void ckpt_flush(ckpt *c);
 /* The scheduler between two rounds of work, at now_ns (CLOCK_MONOTONIC): once the first
- * batch is due, ckpt_flush, so that a run that never waits has its batches too. Until
- * then, and in a run that ends sooner, the writer thread is not even started. */
+ * batch is due, ckpt_flush at every round that gathered records, so that a run that
+ * never waits has its batches too. Until then, and in a run that ends sooner, the writer
+ * thread is not even started. */
 void ckpt_tick(ckpt *c, int64_t now_ns);
 /* The run ended (the scheduler's thread, after sched_run): the writer writes what is
  * queued when write_rest (a resume may read it: the run failed, was interrupted, or

@@ -242,6 +242,40 @@ static void test_end_drops_or_writes_the_rest(void **state)
     json_decref(in);
 }
 
+/* A scheduler that never waits (no ckpt_flush between records): once the writer runs,
+ * the scheduler's rounds (ckpt_tick) still get each record into a batch file, about
+ * 100 ms later, rather than leaving it in the block being filled. */
+static void test_tick_writes_the_records_of_a_busy_scheduler(void **state)
+{
+    (void)state;
+    ckpt *c = open_ok();
+    json_t *top = json_string(""), *in = json_object();
+    ckpt_state(c, CKPT_AT, top, "Fan", in);
+    ckpt_flush(c); /* the scheduler waited once: the writer runs */
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_integer(i);
+        ckpt_done(c, top, "Fan", i, v, false);
+        json_decref(v);
+        /* rounds of work every 5 ms until the record is in a batch (at most 5 s) */
+        bool found = false;
+        for (int k = 0; k < 1000 && !found; k++) {
+            struct timespec ts = {0, 5 * 1000000L};
+            nanosleep(&ts, NULL);
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ckpt_tick(c, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+            ckpt_replay r;
+            load_ok(&r);
+            found = json_object_size(r.done) == (size_t)i + 1;
+            ckpt_replay_free(&r);
+        }
+        assert_true(found);
+    }
+    char msg[512];
+    assert_true(ckpt_close(c, msg, sizeof msg));
+    json_decref(top);
+    json_decref(in);
+}
+
 /* A batch file whose line is not a record is damage: resuming past it is refused. */
 static void test_damaged_batch_is_refused(void **state)
 {
@@ -272,6 +306,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reentered_state_makes_children_stale, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_end_drops_or_writes_the_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tick_writes_the_records_of_a_busy_scheduler, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_damaged_batch_is_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
