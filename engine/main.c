@@ -415,6 +415,18 @@ static void hand_lines(observer *o)
     }
 }
 
+/* The input's text is no longer needed (meta.json and ExecutionStarted are written). */
+static void forget_input(observer *o)
+{
+    for (size_t i = 0; i < o->nknown; i++)
+        if (o->known[i].text == o->input_text) {
+            o->known[i] = o->known[--o->nknown];
+            break;
+        }
+    free(o->input_text);
+    o->input_text = NULL;
+}
+
 static void observe(void *arg, const json_t *event)
 {
     observer *o = arg;
@@ -434,6 +446,8 @@ static void observe(void *arg, const json_t *event)
     o->lines.nknown = o->nknown;
     jt_value(&o->lines, event);
     jt_putc(&o->lines, '\n');
+    if (o->input_text && type && strcmp(type, "ExecutionStarted") == 0)
+        forget_input(o);
     if (o->lines.len >= HISTORY_CHUNK || o->lines.oom)
         hand_lines(o);
 }
@@ -607,15 +621,21 @@ static void kill_leftovers(const char *root, const char *pipeline)
     json_decref(runs);
 }
 
-/* A failure found after the summary was queued: the run exits 1, and summary.json is
- * queued again with that exit code (rundir's keeper writes it after the first: it
- * replaces it). */
-static void fail_late(int *rc, json_t *summary, rundir *rd, const char *run_path)
+static bool write_summary_file(const char *path, const json_t *summary);
+
+/* A failure found after the summary was written: the run exits 1, and the summary says
+ * so again: in --summary FILE (summary_file) and, when rd is given, in summary.json,
+ * queued again (rundir's keeper writes it after the first: it replaces it). */
+static void fail_late(int *rc, json_t *summary, const char *summary_file, rundir *rd,
+                      const char *run_path)
 {
     *rc = EXIT_FAILED;
     if (!summary)
         return;
     json_object_set_new(summary, "exit_code", json_integer(*rc));
+    if (summary_file && !write_summary_file(summary_file, summary))
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write --summary %s: %s",
+                summary_file, strerror(errno));
     if (rd && !rundir_write_json(rd, "summary.json", summary))
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
 }
@@ -825,6 +845,8 @@ static int cmd_run(const char *file, const run_args *a)
         }
         /* old runs go while this one runs (rundir's keeper thread) */
         rundir_prune(rd, pl->keep_runs, pl->keep_days * 86400);
+    } else {
+        forget_input(&obs); /* no meta.json, no history */
     }
 
     if (run_path) {
@@ -956,7 +978,7 @@ static int cmd_run(const char *file, const run_args *a)
     if (print_output && (print_json(out.output, &obs) != 0 || fputc('\n', stdout) == EOF ||
                          fflush(stdout) != 0)) {
         snprintf(end_line, sizeof end_line, "cannot write the output: %s", strerror(errno));
-        fail_late(&rc, summary, rd, run_path);
+        fail_late(&rc, summary, a->summary, rd, run_path);
     }
 
     /* the output is printed: its values go now, so that ckpt_close's dropping of the
@@ -972,7 +994,19 @@ static int cmd_run(const char *file, const run_args *a)
     /* the run folder's history, written meanwhile: a run that succeeded fails without it */
     if (!history_written(&obs) && rc != EXIT_FAILED && !out.signal) {
         end_line[0] = '\0'; /* history_written said why */
-        fail_late(&rc, summary, rd, run_path);
+        fail_late(&rc, summary, a->summary, rd, run_path);
+    }
+    /* summary.json, written by rundir's keeper meanwhile: a run whose outcome is not on
+     * disk looks killed (etlrun runs) and can be resumed, which redoes the iterations of
+     * its last checkpoint batch (not written after a success): it fails, for cron to see */
+    if (rd && !rundir_flush(rd, msg, sizeof msg)) {
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s", msg);
+        if (rc != EXIT_FAILED && !out.signal) {
+            snprintf(end_line, sizeof end_line,
+                     "the run is not recorded (%s/summary.json); a resume would redo its "
+                     "last iterations", run_path);
+            fail_late(&rc, summary, a->summary, NULL, run_path);
+        }
     }
     /* the end of the run is logged by the report (ExecutionSucceeded/Failed/Aborted) */
     if (notify_url) {
@@ -989,9 +1023,6 @@ static int cmd_run(const char *file, const run_args *a)
         report_print(summary, stderr, isatty(STDERR_FILENO) && !(nc && *nc));
         fflush(stderr);
     }
-    /* summary.json was written by rundir's keeper meanwhile */
-    if (rd && !rundir_flush(rd, msg, sizeof msg))
-        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s", msg);
     if (end_line[0])
         final_line("%s", end_line);
 

@@ -575,10 +575,12 @@ static void run_job(rundir *rd, job *j)
             keeper_failed(rd, "cannot write %s in the run folder: %s", j->name, errno);
         break;
     case JOB_APPEND: {
+        /* reported by rundir_appends_done only (rd->err is the other writes') */
         pthread_mutex_lock(&rd->mu);
         bool skip = rd->append_err[0] != 0; /* no hole after a failed append */
         pthread_mutex_unlock(&rd->mu);
         int e = 0;
+        off_t before = skip ? 0 : lseek(j->fd, 0, SEEK_END);
         for (size_t off = 0; !skip && off < j->len;) {
             ssize_t w = write(j->fd, j->text + off, j->len - off);
             if (w < 0 && errno == EINTR)
@@ -589,8 +591,10 @@ static void run_job(rundir *rd, job *j)
             }
             off += (size_t)w;
         }
-        if (e)
-            keeper_failed(rd, "cannot write %s: %s", j->name, e);
+        /* no line cut short either: what was written of the failed lines goes */
+        if (e && before >= 0 && ftruncate(j->fd, before) != 0) {
+            /* a file that cannot be written may not be truncated either: left as is */
+        }
         pthread_mutex_lock(&rd->mu);
         if (e && !rd->append_err[0])
             snprintf(rd->append_err, sizeof rd->append_err, "cannot write %s: %s", j->name,

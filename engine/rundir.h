@@ -61,10 +61,10 @@ bool rundir_write_text(rundir *rd, const char *name, const char *text, size_t le
  * fd (the caller's, open until rundir_close), by the keeper, in order with the other
  * writes: for the run's history, so that the run does not wait for the disk. Not
  * fsynced. When 8 MiB of appends wait, this waits for the keeper (memory stays bounded
- * however slow the disk). After a failed append, no later one is written (no hole in
- * the file). name
- * says which file in messages. Returns false only when the append could not be queued
- * (text is freed then). */
+ * however slow the disk). A failed append is undone (the file is truncated back), and
+ * no later one is written: no hole, no line cut short. Its failure is reported by
+ * rundir_appends_done, not rundir_flush. name says which file in messages. Returns false
+ * only when the append could not be queued (text is freed then). */
 bool rundir_append(rundir *rd, int fd, const char *name, char *text, size_t len);
 /* Wait until the appends queued so far are written (not the other writes queued after
  * them); false with the first append failure in msg. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -553,9 +554,9 @@ static void test_atomic_json_write(void **state)
 }
 
 /* Appends (the run's history): written by the keeper in order, more of them than the
- * 8 MiB that may wait at once; rundir_appends_done waits for them. A failed append (a
- * full disk: /dev/full) is reported with the file's name, and nothing after it is
- * written, so that the file has no hole. */
+ * 8 MiB that may wait at once; rundir_appends_done waits for them. A failed append is
+ * reported with the file's name and undone, and nothing after it is written, so that
+ * the file has no hole and no line cut short. */
 static void test_appends_in_order_and_failures(void **state)
 {
     (void)state;
@@ -587,18 +588,42 @@ static void test_appends_in_order_and_failures(void **state)
     }
     fclose(f);
 
+    /* a write that fails half-way (the file size limit: EFBIG after a part) is undone */
+    struct rlimit old_lim, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    lim = old_lim;
+    lim.rlim_cur = (rlim_t)(chunk * n + 100);
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    char *big = malloc(1000);
+    assert_non_null(big);
+    memset(big, 'z', 1000);
+    assert_true(rundir_append(rd, fd, path, big, 1000));
+    assert_true(rundir_append(rd, fd, path, strdup("later\n"), 6));
+    assert_false(rundir_appends_done(rd, msg, sizeof msg));
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_lim), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_non_null(strstr(msg, "cannot write "));
+    assert_non_null(strstr(msg, "history.jsonl: File too large"));
+    assert_int_equal(fstat(fd, &st), 0);
+    /* neither the 100 bytes of the cut append nor the append after it */
+    assert_int_equal((size_t)st.st_size, chunk * n);
+    /* the appends' failure is theirs: the other writes are fine */
+    assert_true(rundir_flush(rd, msg, sizeof msg));
+    rundir_close(rd);
+    close(fd);
+
+    /* a full disk (/dev/full): ENOSPC, named */
+    rd = open_ok("appends");
+    assert_true(rundir_new_run(rd, "r2", msg, sizeof msg));
+    assert_true(rundir_publish(rd, msg, sizeof msg));
     int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
     assert_true(full >= 0);
     assert_true(rundir_append(rd, full, "/dev/full", strdup("{\"id\":1}\n"), 9));
-    assert_true(rundir_append(rd, fd, path, strdup("later\n"), 6));
     assert_false(rundir_appends_done(rd, msg, sizeof msg));
     assert_non_null(strstr(msg, "cannot write /dev/full: No space left on device"));
-    assert_false(rundir_flush(rd, msg, sizeof msg)); /* the keeper's first failure */
-    assert_int_equal(fstat(fd, &st), 0);
-    assert_int_equal((size_t)st.st_size, chunk * n); /* "later" was not written */
     rundir_close(rd);
     close(full);
-    close(fd);
 }
 
 /* A run named id that started secs_ago seconds ago (meta.json's "started"). */
