@@ -437,8 +437,17 @@ static void commit(ckpt *c)
 
 void ckpt_flush(ckpt *c)
 {
-    if (c->cur && c->cur->len)
+    if (c->cur && c->cur->len) {
         flush_local(c);
+    } else if (c->started) {
+        /* nothing to queue: still, what the writer is done with is let go before the
+         * scheduler waits (its values would otherwise stay alive until more records) */
+        pthread_mutex_lock(&c->mu);
+        block *drop = c->made.head;
+        c->made = (blist){0};
+        pthread_mutex_unlock(&c->mu);
+        drop_refs(c, drop);
+    }
     if (c->queued_any && !c->started && !c->start_failed)
         start_writer(c);
 }

@@ -54,8 +54,8 @@ void ckpt_done(ckpt *c, json_t *parent_path, const char *state, long long index,
 typedef enum { CKPT_AT, CKPT_FAIL } ckpt_kind;
 void ckpt_state(ckpt *c, ckpt_kind kind, json_t *path, const char *state, json_t *input);
 /* Queue the records gathered so far (the scheduler thread gathers a few before it takes
- * the queue's lock) and start the writer if it has not started yet: the scheduler calls
- * it before it waits for work. */
+ * the queue's lock), drop the references of those already written, and start the writer
+ * if it has not started yet: the scheduler calls it before it waits for work. */
 void ckpt_flush(ckpt *c);
 /* The scheduler between two rounds of work, at now_ns (CLOCK_MONOTONIC): once the first
  * batch is due, ckpt_flush at every round that gathered records, so that a run that

@@ -276,6 +276,29 @@ static void test_tick_writes_the_records_of_a_busy_scheduler(void **state)
     json_decref(in);
 }
 
+/* Once a batch is written, the scheduler lets its values go when it is about to wait
+ * (ckpt_flush), not only when more records come. */
+static void test_written_values_are_let_go_before_idling(void **state)
+{
+    (void)state;
+    ckpt *c = open_ok();
+    json_t *top = json_string(""), *v = json_pack("{s:i}", "v", 1);
+    ckpt_done(c, top, "Fan", 0, v, false);
+    assert_int_equal(v->refcount, 2); /* the record's */
+    ckpt_flush(c);
+    for (int i = 0; i < 500 && v->refcount > 1; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        ckpt_flush(c); /* the scheduler, idle again */
+    }
+    assert_int_equal(v->refcount, 1);
+    assert_int_equal(batch_files(), 1);
+    char msg[512];
+    assert_true(ckpt_close(c, msg, sizeof msg));
+    json_decref(top);
+    json_decref(v);
+}
+
 /* A batch file whose line is not a record is damage: resuming past it is refused. */
 static void test_damaged_batch_is_refused(void **state)
 {
@@ -307,6 +330,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_end_drops_or_writes_the_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tick_writes_the_records_of_a_busy_scheduler, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_written_values_are_let_go_before_idling, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_damaged_batch_is_refused, setup, teardown),
     };
