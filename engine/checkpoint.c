@@ -84,6 +84,7 @@ struct ckpt {
     block *spare;       /* scheduler thread only: emptied blocks, to be filled again */
     jt_buf batch;       /* writer thread only: the lines of the batch being written */
     unsigned seq;       /* writer thread only: next batch number */
+    bool dir_made;      /* writer thread only: c->dir exists (made or found) */
     pthread_t thread;
     /* scheduler thread only: the writer is started when it has something to do (see
      * ckpt_flush and ckpt_tick), so that a run that ends before its first batch is due
@@ -111,8 +112,30 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* One batch file: temp name, fsync, rename, fsync the directory. */
+/* fsync the folder at path (its entries); errors are ignored: the batch is written */
+static void sync_dir(const char *path)
+{
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
 static int write_batch(ckpt *c, const char *data, size_t len)
 {
+    if (!c->dir_made) {
+        /* the folder, and its entry in the run folder, before the first batch */
+        if (mkdir(c->dir, 0700) != 0 && errno != EEXIST)
+            return -1;
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", c->dir);
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            *slash = '\0';
+        sync_dir(parent);
+        c->dir_made = true;
+    }
     char tmp[PATH_MAX + 32], final[PATH_MAX + 32];
     snprintf(final, sizeof final, "%s/%08u.jsonl", c->dir, c->seq);
     snprintf(tmp, sizeof tmp, "%s/.%08u.jsonl.tmp", c->dir, c->seq);
@@ -133,11 +156,7 @@ static int write_batch(ckpt *c, const char *data, size_t len)
         errno = e;
         return -1;
     }
-    int dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    sync_dir(c->dir);
     c->seq++;
     return 0;
 }
@@ -319,14 +338,16 @@ ckpt *ckpt_open(const char *run_path, char *msg, size_t len)
         return NULL;
     }
     snprintf(c->dir, sizeof c->dir, "%s/checkpoints", run_path);
-    if (mkdir(c->dir, 0700) != 0 && errno != EEXIST) {
-        snprintf(msg, len, "cannot create %s: %s", c->dir, strerror(errno));
+    /* a resumed run adds batches after the earlier ones; a new run's folder is made
+     * with its first batch (a run that writes none has none) */
+    DIR *d = opendir(c->dir);
+    if (!d && errno != ENOENT) {
+        snprintf(msg, len, "cannot read %s: %s", c->dir, strerror(errno));
         free(c);
         return NULL;
     }
-    /* a resumed run adds batches after the earlier ones */
-    DIR *d = opendir(c->dir);
     if (d) {
+        c->dir_made = true;
         struct dirent *de;
         while ((de = readdir(d))) {
             unsigned n;

@@ -43,7 +43,8 @@
 
 typedef struct ckpt ckpt;
 
-/* Start recording into run_path/checkpoints/ (created). NULL with msg on failure. */
+/* Start recording into run_path/checkpoints/ (made with the first batch: a run that
+ * writes none has none). NULL with msg on failure. */
 ckpt *ckpt_open(const char *run_path, char *msg, size_t len);
 /* Queue a "done" record (scheduler thread): the iteration or branch `index` of state
  * `state` (a name that outlives c), entered by the frame at parent_path (a JSON string),

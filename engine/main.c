@@ -1009,6 +1009,7 @@ static int cmd_run(const char *file, const run_args *a)
             fail_late(&rc, summary, a->summary, NULL, run_path);
         }
     }
+    rundir_finish(rd); /* its keeper ends while the end of the run is printed */
     /* the end of the run is logged by the report (ExecutionSucceeded/Failed/Aborted) */
     if (notify_url) {
         char *body = rc == EXIT_OK ? NULL : jsontext_dumps(summary, NULL);

@@ -639,6 +639,19 @@ static void *keeper(void *arg)
 /* Give j to the keeper (started on first use); without a thread, run it here. */
 static void enqueue(rundir *rd, job *j)
 {
+    pthread_mutex_lock(&rd->mu);
+    bool finished = rd->stop;
+    pthread_mutex_unlock(&rd->mu);
+    if (finished && rd->keeper_on) {
+        /* a write after rundir_finish: done here, after the keeper's */
+        pthread_join(rd->keeper, NULL);
+        rd->keeper_on = false;
+    }
+    if (finished) {
+        run_job(rd, j);
+        job_free(j);
+        return;
+    }
     if (!rd->keeper_on) {
         sigset_t block, old;
         sigfillset(&block); /* signals are the main thread's business */
@@ -657,6 +670,16 @@ static void enqueue(rundir *rd, job *j)
     else
         rd->head = j;
     rd->tail = j;
+    pthread_cond_broadcast(&rd->cv);
+    pthread_mutex_unlock(&rd->mu);
+}
+
+void rundir_finish(rundir *rd)
+{
+    if (!rd)
+        return;
+    pthread_mutex_lock(&rd->mu);
+    rd->stop = true;
     pthread_cond_broadcast(&rd->cv);
     pthread_mutex_unlock(&rd->mu);
 }

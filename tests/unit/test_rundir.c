@@ -548,6 +548,13 @@ static void test_atomic_json_write(void **state)
         json_decref(back);
     }
     chmod(dir, 0700);
+    /* after rundir_finish (the keeper ends), a write is still done: on this thread, so
+     * the file is there when the call returns */
+    rundir_finish(rd);
+    assert_true(rundir_write_json(rd, "meta.json", v1));
+    back = json_load_file(path, 0, NULL);
+    assert_true(json_equal(back, v1));
+    json_decref(back);
     json_decref(v1);
     json_decref(v2);
     rundir_close(rd);
