@@ -925,7 +925,8 @@ static int cmd_run(const char *file, const run_args *a)
     report_clear_progress(rep);
     /* the last checkpoint batch is written and fsynced while the run's end is written,
      * when a resume may need it: the same test as open_resumed's */
-    ckpt_end(cp, !(out.status == ETL_OK && report_errors_caught(rep) == 0));
+    bool resumable = !(out.status == ETL_OK && report_errors_caught(rep) == 0);
+    ckpt_end(cp, resumable);
 
     /* the history is buffered: a full disk shows only here, and must not pass silently
      * (the run folder's, written by rundir's keeper meanwhile: below) */
@@ -965,21 +966,24 @@ static int cmd_run(const char *file, const run_args *a)
     summary = report_summary(rep, pl->name, run_id, &out);
     if (summary)
         json_object_set_new(summary, "exit_code", json_integer(rc));
-    if (a->summary && (!summary || !write_summary_file(a->summary, summary))) {
-        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write --summary %s: %s", a->summary,
-                strerror(errno));
+    const char *summary_file = a->summary; /* NULL once it failed: not tried again */
+    if (summary_file && (!summary || !write_summary_file(summary_file, summary))) {
+        log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write --summary %s: %s",
+                summary_file, strerror(errno));
+        summary_file = NULL;
         if (rc == EXIT_OK) {
             rc = EXIT_FAILED;
             json_object_set_new(summary, "exit_code", json_integer(rc));
         }
     }
     /* written by rundir's keeper while the output is printed */
-    if (rd && (!summary || !rundir_write_json(rd, "summary.json", summary)))
+    bool summary_queued = rd && summary && rundir_write_json(rd, "summary.json", summary);
+    if (rd && !summary_queued)
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "cannot write %s/summary.json", run_path);
     if (print_output && (print_json(out.output, &obs) != 0 || fputc('\n', stdout) == EOF ||
                          fflush(stdout) != 0)) {
         snprintf(end_line, sizeof end_line, "cannot write the output: %s", strerror(errno));
-        fail_late(&rc, summary, a->summary, rd, run_path);
+        fail_late(&rc, summary, summary_file, rd, run_path);
     }
 
     /* the output is printed: its values go now, so that ckpt_close's dropping of the
@@ -995,19 +999,20 @@ static int cmd_run(const char *file, const run_args *a)
     /* the run folder's history, written meanwhile: a run that succeeded fails without it */
     if (!history_written(&obs) && rc != EXIT_FAILED && !out.signal) {
         end_line[0] = '\0'; /* history_written said why */
-        fail_late(&rc, summary, a->summary, rd, run_path);
+        fail_late(&rc, summary, summary_file, rd, run_path);
     }
     /* summary.json, written by rundir's keeper meanwhile: a run whose outcome is not on
      * disk looks killed (etlrun runs) and can be resumed, which redoes the iterations of
-     * its last checkpoint batch (not written after a success): it fails, for cron to see */
-    if (rd && !rundir_flush(rd, msg, sizeof msg)) {
+     * its last checkpoint batch when it was not written (after a success): it fails, for
+     * cron to see */
+    if (rd && !rundir_flush(rd, msg, sizeof msg))
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s", msg);
-        if (rc != EXIT_FAILED && !out.signal) {
-            snprintf(end_line, sizeof end_line,
-                     "the run is not recorded (%s/summary.json); a resume would redo its "
-                     "last iterations", run_path);
-            fail_late(&rc, summary, a->summary, NULL, run_path);
-        }
+    if (rd && (!summary_queued || !rundir_wrote(rd, "summary.json")) && rc != EXIT_FAILED &&
+        !out.signal) {
+        snprintf(end_line, sizeof end_line, "the run is not recorded (%s/summary.json): it is "
+                 "listed as killed%s", run_path,
+                 resumable ? "" : ", and a resume would redo its last iterations");
+        fail_late(&rc, summary, summary_file, NULL, run_path);
     }
     rundir_finish(rd); /* its keeper ends while the end of the run is printed */
     /* the end of the run is logged by the report (ExecutionSucceeded/Failed/Aborted) */

@@ -51,6 +51,9 @@ struct rundir {
     struct job *head, *tail; /* guarded by mu */
     bool busy, stop;         /* guarded by mu */
     char err[PATH_MAX + 256]; /* guarded by mu: the first failure, "" when none */
+    /* guarded by mu: the files whose last write failed (rundir_wrote) */
+    char *write_failed[4];
+    size_t n_write_failed;
     unsigned long appends_queued; /* the caller's thread */
     unsigned long appends_done;   /* guarded by mu */
     size_t append_bytes;          /* guarded by mu: queued, not written yet */
@@ -549,6 +552,25 @@ static void keeper_failed(rundir *rd, const char *fmt, const char *a, int e)
     pthread_mutex_unlock(&rd->mu);
 }
 
+/* Remember whether the last write of name failed (rundir_wrote). */
+static void note_write(rundir *rd, const char *name, bool ok)
+{
+    pthread_mutex_lock(&rd->mu);
+    size_t i = 0;
+    while (i < rd->n_write_failed && strcmp(rd->write_failed[i], name) != 0)
+        i++;
+    if (ok && i < rd->n_write_failed) {
+        free(rd->write_failed[i]);
+        rd->write_failed[i] = rd->write_failed[--rd->n_write_failed];
+    } else if (!ok && i == rd->n_write_failed &&
+               i < sizeof rd->write_failed / sizeof rd->write_failed[0]) {
+        char *copy = strdup(name);
+        if (copy)
+            rd->write_failed[rd->n_write_failed++] = copy;
+    }
+    pthread_mutex_unlock(&rd->mu);
+}
+
 static void run_job(rundir *rd, job *j)
 {
     switch (j->kind) {
@@ -570,10 +592,13 @@ static void run_job(rundir *rd, job *j)
             fsync_dir(runs);
         free(runs);
         break;
-    case JOB_WRITE:
-        if (!write_text(j->path, j->name, j->text, j->len, true))
+    case JOB_WRITE: {
+        bool ok = write_text(j->path, j->name, j->text, j->len, true);
+        if (!ok)
             keeper_failed(rd, "cannot write %s in the run folder: %s", j->name, errno);
+        note_write(rd, j->name, ok);
         break;
+    }
     case JOB_APPEND: {
         /* reported by rundir_appends_done only (rd->err is the other writes') */
         pthread_mutex_lock(&rd->mu);
@@ -682,6 +707,16 @@ void rundir_finish(rundir *rd)
     rd->stop = true;
     pthread_cond_broadcast(&rd->cv);
     pthread_mutex_unlock(&rd->mu);
+}
+
+bool rundir_wrote(rundir *rd, const char *name)
+{
+    pthread_mutex_lock(&rd->mu);
+    bool ok = true;
+    for (size_t i = 0; i < rd->n_write_failed; i++)
+        ok = ok && strcmp(rd->write_failed[i], name) != 0;
+    pthread_mutex_unlock(&rd->mu);
+    return ok;
 }
 
 bool rundir_flush(rundir *rd, char *msg, size_t len)
@@ -980,6 +1015,8 @@ void rundir_close(rundir *rd)
     }
     for (size_t i = 0; i < rd->n_unsynced; i++)
         free(rd->unsynced[i]);
+    for (size_t i = 0; i < rd->n_write_failed; i++)
+        free(rd->write_failed[i]);
     pthread_mutex_destroy(&rd->mu);
     pthread_cond_destroy(&rd->cv);
     if (rd->locked && ftruncate(rd->lock_fd, 0) != 0) {

@@ -77,6 +77,9 @@ void rundir_remove_tree(const char *path);
 /* Wait until the keeper has done everything queued; false with the first failure in
  * msg when a write failed. */
 bool rundir_flush(rundir *rd, char *msg, size_t len);
+/* After rundir_flush: whether the last queued write of NAME (rundir_write_json/text into
+ * a published folder) reached the disk. */
+bool rundir_wrote(rundir *rd, const char *name);
 /* No more writes are coming: the keeper ends once it has done what is queued, while the
  * caller goes on (a later write is done on the caller's thread, after the keeper's). */
 void rundir_finish(rundir *rd);

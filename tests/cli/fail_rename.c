@@ -1,6 +1,7 @@
-/* LD_PRELOAD shim for the CLI tests: rename() onto a path ending in /summary.json fails
- * with ENOSPC, as on a full disk, while ETL_TEST_FAIL_SUMMARY is set in the environment;
- * every other rename goes to libc. Built as tests/cli/fail_rename.so. */
+/* LD_PRELOAD shim for the CLI tests: rename() onto a path ending in "/NAME" fails with
+ * ENOSPC, as on a full disk, while ETL_TEST_FAIL_RENAME_TO=NAME is in the environment
+ * (for example summary.json); every other rename goes to libc. Built as
+ * tests/cli/fail_rename.so. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -13,8 +14,9 @@
 int rename(const char *from, const char *to)
 {
     static int (*real)(const char *, const char *);
-    size_t n = to ? strlen(to) : 0, s = sizeof "/summary.json" - 1;
-    if (getenv("ETL_TEST_FAIL_SUMMARY") && n >= s && strcmp(to + n - s, "/summary.json") == 0) {
+    const char *name = getenv("ETL_TEST_FAIL_RENAME_TO");
+    size_t n = to ? strlen(to) : 0, k = name ? strlen(name) : 0;
+    if (k && n > k && to[n - k - 1] == '/' && strcmp(to + n - k, name) == 0) {
         errno = ENOSPC;
         return -1;
     }

@@ -6,7 +6,11 @@
 #   exit_code 1, and the history holds no line cut short;
 # - summary.json cannot be written (its rename fails with ENOSPC, by an LD_PRELOAD shim):
 #   exit 1, "the run is not recorded", --summary FILE says exit_code 1; `etlrun runs`
-#   lists the run as killed, and a resume finishes it.
+#   lists the run as killed, and a resume finishes it;
+# - another write of the run folder fails (meta.json, rewritten by a resume): said, but
+#   the run is recorded and exits 0;
+# - --summary FILE fails, then the output cannot be printed: exit 1, and the --summary
+#   failure is said once.
 . "$(dirname "$0")/lib.sh" "$@"
 
 # run_limited KB ARGS...: etlrun ARGS with files limited to KB KiB (SIGXFSZ ignored)
@@ -62,9 +66,15 @@ States:
           End: true
     End: true
 EOF
-LD_PRELOAD=$ETL_TEST_FAIL_RENAME ETL_TEST_FAIL_SUMMARY=1 \
-    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-    run "$T/fan.yaml" --input '{"items":[1,2,3]}' --summary "$T/sum2.json"
+# run_failing_rename NAME ARGS...: etlrun ARGS with every rename onto */NAME failing
+run_failing_rename() {
+    local name=$1
+    shift
+    LD_PRELOAD=$ETL_TEST_FAIL_RENAME ETL_TEST_FAIL_RENAME_TO=$name \
+        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" run "$@"
+}
+run_failing_rename summary.json "$T/fan.yaml" --input '{"items":[1,2,3]}' \
+    --summary "$T/sum2.json"
 expect_rc 1
 expect_stderr_has "No space left on device"
 expect_stderr_has "the run is not recorded"
@@ -76,10 +86,24 @@ run runs fan
 expect_rc 0
 grep -q "$id.*killed" "$T/out" || fail "etlrun runs does not list the run as killed"
 
-say "a resume finishes it"
-run resume "$id"
-expect_rc 0
+say "a resume finishes it, even when its meta.json cannot be rewritten: said, recorded"
+run_failing_rename meta.json resume "$id"
 expect_output '[1,2,3]'
+expect_stderr_has "cannot write meta.json in the run folder: No space left on device"
+grep -q "not recorded" "$T/err" && fail "a meta.json failure was taken for summary.json's"
 [ "$(jq -r .status "$ETLRUN_STATE_DIR/fan/runs/$id/summary.json")" = succeeded ] ||
     fail "the resumed run is not recorded as succeeded"
+
+say "--summary FILE fails, then stdout: exit 1, the --summary failure said once"
+LAST_CMD="etlrun (rename onto sum3.json failing) $T/fan.yaml ... >/dev/full"
+LD_PRELOAD=$ETL_TEST_FAIL_RENAME ETL_TEST_FAIL_RENAME_TO=sum3.json \
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+    "$ETLRUN" "$T/fan.yaml" --input '{"items":[1]}' --summary "$T/sum3.json" \
+    >/dev/full 2>"$T/err" </dev/null
+RC=$?
+check_sanitizers
+expect_rc 1
+expect_stderr_has "cannot write the output"
+[ "$(grep -c "cannot write --summary" "$T/err")" = 1 ] ||
+    fail "the --summary failure is not said exactly once"
 say "PASS"
