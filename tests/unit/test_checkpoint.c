@@ -19,28 +19,20 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "tmp_dir.h"
 
 static char run[256];
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
 
 static int setup(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(run, sizeof run, "%s/test_checkpoint.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    return mkdtemp(run) ? 0 : -1;
+    return tmp_dir_make(run, sizeof run, "test_checkpoint") ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    nftw(run, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmp_dir_remove(run);
     return 0;
 }
 

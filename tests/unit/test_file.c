@@ -23,12 +23,13 @@
 #include "host.h"
 #include "plugins.h"
 #include "stage.h"
+#include "tmp_dir.h"
 
 /* ------------------------------------------------------------ fixture */
 
 typedef struct fx {
-    char dir[64];        /* a fresh directory per test */
-    char stage[96];      /* DIR/stage: the task's staging directory */
+    char dir[200];       /* a fresh directory per test */
+    char stage[224];     /* DIR/stage: the task's staging directory */
     atomic_int cancel;
     etl_task task;
     etl_error err;
@@ -38,26 +39,17 @@ static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    strcpy(f->dir, "/tmp/test_file.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_true(tmp_dir_make(f->dir, sizeof f->dir, "test_file"));
     snprintf(f->stage, sizeof f->stage, "%s/stage", f->dir);
     host_task_init(&f->task, "Extract", "", "", f->stage, 1, &f->cancel);
     *state = f;
     return 0;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *w)
-{
-    (void)sb;
-    (void)flag;
-    (void)w;
-    return remove(p);
-}
-
 static int teardown(void **state)
 {
     fx *f = *state;
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tmp_dir_remove(f->dir);
     pthread_mutex_destroy(&f->task.mu);
     free(f);
     return 0;
@@ -65,10 +57,10 @@ static int teardown(void **state)
 
 static char *path_in(fx *f, const char *name)
 {
-    static char buf[4][256];
+    static char buf[4][512];
     static int k;
     char *p = buf[k++ % 4];
-    snprintf(p, 256, "%s/%s", f->dir, name);
+    snprintf(p, 512, "%s/%s", f->dir, name);
     return p;
 }
 

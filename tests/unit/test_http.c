@@ -33,6 +33,7 @@
 #include "doc.h"
 #include "host.h"
 #include "plugins.h"
+#include "tmp_dir.h"
 
 /* ------------------------------------------------------------ the server */
 
@@ -78,7 +79,7 @@ static const char *U(const char *path)
 /* ------------------------------------------------------------ fixture */
 
 typedef struct fx {
-    char dir[64];        /* the task's staging directory */
+    char dir[256];       /* the task's staging directory */
     atomic_int cancel;
     etl_task task;
     etl_error err;
@@ -88,23 +89,16 @@ static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    strcpy(f->dir, "/tmp/test_http.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_true(tmp_dir_make(f->dir, sizeof f->dir, "test_http"));
     host_task_init(&f->task, "Fetch", "", "", f->dir, 1, &f->cancel);
     *state = f;
     return 0;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *w)
-{
-    (void)sb, (void)flag, (void)w;
-    return remove(p);
-}
-
 static int teardown(void **state)
 {
     fx *f = *state;
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tmp_dir_remove(f->dir);
     pthread_mutex_destroy(&f->task.mu);
     free(f);
     return 0;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "rundir.h"
+#include "tmp_dir.h"
 #include "timestamp.h"
 
 static char root[256];
@@ -43,25 +44,16 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
     return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/test_rundir.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    return mkdtemp(root) ? 0 : -1;
+    return tmp_dir_make(root, sizeof root, "test_rundir") ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmp_dir_remove(root);
     return 0;
 }
 

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "stage.h"
+#include "tmp_dir.h"
 
 /* The portable CRC-32C path, compiled in here under another name so that it is checked
  * against the reference even on CPUs where stage_crc32c uses SSE4.2. */
@@ -61,24 +62,15 @@ static uint64_t rnd(void)
 
 static char *make_dir(void)
 {
-    const char *base = getenv("TMPDIR");
-    char *t;
-    assert_true(asprintf(&t, "%s/test_stage.XXXXXX", base && *base ? base : "/tmp") > 0);
-    assert_non_null(mkdtemp(t));
+    char *t = malloc(PATH_MAX);
+    assert_non_null(t);
+    assert_true(tmp_dir_make(t, PATH_MAX, "test_stage"));
     return t;
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb;
-    (void)flag;
-    (void)f;
-    return remove(p);
 }
 
 static void remove_dir(char *dir)
 {
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tmp_dir_remove(dir);
     free(dir);
 }
 
