@@ -1009,9 +1009,9 @@ static int cmd_run(const char *file, const run_args *a)
         log_msg(ETL_LOG_ERROR, NULL, NULL, NULL, "%s", msg);
     if (rd && (!summary_queued || !rundir_wrote(rd, "summary.json")) && rc != EXIT_FAILED &&
         !out.signal) {
-        snprintf(end_line, sizeof end_line, "the run is not recorded (%s/summary.json): it is "
-                 "listed as killed%s", run_path,
-                 resumable ? "" : ", and a resume would redo its last iterations");
+        snprintf(end_line, sizeof end_line, "the execution succeeded, but the run is not "
+                 "recorded (%s/summary.json, error above): etlrun runs lists it as killed%s",
+                 run_path, resumable ? "" : ", and a resume would redo its last iterations");
         fail_late(&rc, summary, summary_file, NULL, run_path);
     }
     rundir_finish(rd); /* its keeper ends while the end of the run is printed */

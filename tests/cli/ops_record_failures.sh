@@ -77,7 +77,7 @@ run_failing_rename summary.json "$T/fan.yaml" --input '{"items":[1,2,3]}' \
     --summary "$T/sum2.json"
 expect_rc 1
 expect_stderr_has "No space left on device"
-expect_stderr_has "the run is not recorded"
+expect_stderr_has "the execution succeeded, but the run is not recorded"
 jq -e '. == [1,2,3]' "$T/out" >/dev/null || fail "the output was not printed"
 [ "$(jq .exit_code "$T/sum2.json")" = 1 ] || fail "--summary: exit_code is not 1"
 id=$(ls "$ETLRUN_STATE_DIR/fan/runs")
